@@ -1,0 +1,106 @@
+"""Shared fixtures: a throwaway Airflow home (SQLite), the fake Tamtam server and connections.
+
+The environment is set before anything imports Airflow, which reads its configuration at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+_HOME = Path(tempfile.mkdtemp(prefix="tamtam-airflow-home-"))
+_DAGS = _HOME / "dags"
+_DAGS.mkdir()
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+)
+
+from airflow_provider_tamtam.testing import FakeTamtamServer  # noqa: E402
+
+API_KEY = "tt-live-SECRETKEY-4f9c2e71d8b3a6"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJTRUNSRVRKV1QifQ.c2lnbmF0dXJlLVNFQ1JFVEpXVA"
+
+
+def airflow_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``airflow`` command of this interpreter's environment against the test home."""
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Migrate the SQLite metadata database once per test session."""
+    result = airflow_cli("db", "migrate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def dags_folder() -> Path:
+    return _DAGS
+
+
+@pytest.fixture
+def install_dag(dags_folder: Path) -> Iterator[Callable[[Path], Path]]:
+    """Copy a DAG file into the dags folder (``dag.test()`` insists on it) and remove it afterwards."""
+    copied: list[Path] = []
+
+    def install(source: Path) -> Path:
+        target = dags_folder / source.name
+        shutil.copy(source, target)
+        copied.append(target)
+        return target
+
+    yield install
+    for path in copied:
+        path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def fake_server() -> Iterator[FakeTamtamServer]:
+    with FakeTamtamServer(api_key=API_KEY, bearer_token=JWT) as server:
+        yield server
+
+
+def conn_env(conn_id: str, **fields: Any) -> dict[str, str]:
+    """The ``AIRFLOW_CONN_<ID>`` variable that defines a connection, in Airflow's JSON form."""
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps({"conn_type": "tamtam", **fields})}
+
+
+@pytest.fixture
+def tamtam_conn(fake_server: FakeTamtamServer, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Define a Tamtam connection pointing at the fake server; keyword arguments override its fields."""
+
+    def define(conn_id: str = "tamtam_default", **fields: Any) -> str:
+        fields.setdefault("host", fake_server.url)
+        fields.setdefault("password", API_KEY)
+        for key, value in conn_env(conn_id, **fields).items():
+            monkeypatch.setenv(key, value)
+        return conn_id
+
+    return define

@@ -1,0 +1,40 @@
+"""The provider registers with a real Airflow and its package import stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from airflow_provider_tamtam import get_provider_info
+from tests.conftest import airflow_cli
+
+
+def test_package_import_does_not_import_airflow() -> None:
+    code = "import sys, airflow_provider_tamtam; print(sorted(m for m in ('airflow', 'requests', 'pydantic') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_provider_info_declares_the_connection_form() -> None:
+    info = get_provider_info()
+    assert info["package-name"] == "airflow-provider-tamtam"
+    (conn,) = info["connection-types"]
+    assert conn["connection-type"] == "tamtam"
+    assert conn["hook-class-name"] == "airflow_provider_tamtam.hooks.tamtam.TamtamHook"
+    assert conn["conn-fields"]["auth_type"]["schema"]["enum"] == ["api_key", "bearer"]
+    assert set(conn["conn-fields"]) == {"auth_type", "timeout", "max_retries", "allow_insecure_http"}
+    behaviour = conn["ui-field-behaviour"]
+    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API key or token"}
+    assert behaviour["placeholders"]["host"] == "https://api.tamtam.ai/api"
+    assert {"login", "schema", "port"} <= set(behaviour["hidden-fields"])
+
+
+def test_airflow_lists_the_provider_and_its_hook(airflow_db: Path) -> None:
+    providers = airflow_cli("providers", "list", "-o", "plain")
+    assert providers.returncode == 0, providers.stderr[-2000:]
+    assert "airflow-provider-tamtam" in providers.stdout
+    hooks = airflow_cli("providers", "hooks", "-o", "plain")
+    assert hooks.returncode == 0, hooks.stderr[-2000:]
+    line = next(row for row in hooks.stdout.splitlines() if row.split()[:1] == ["tamtam"])
+    assert "airflow_provider_tamtam.hooks.tamtam.TamtamHook" in line
