@@ -39,6 +39,7 @@ __all__ = [
     "aget_connection",
     "amask_secret",
     "mask_secret",
+    "stats",
 ]
 
 #: Airflow 3.3.2 made the async connection lookup mask secrets without a blocking call to the supervisor;
@@ -62,3 +63,12 @@ async def amask_secret(secret: str) -> None:
         return
     masker: Callable[[str], Awaitable[None]] = native
     await masker(secret)
+
+
+def stats() -> Any:
+    """Airflow's metrics facade (StatsD or OpenTelemetry, as configured); its home moved in 3.2."""
+    try:
+        from airflow.sdk.observability.stats import Stats
+    except ImportError:  # Airflow 3.1
+        from airflow.stats import Stats
+    return Stats

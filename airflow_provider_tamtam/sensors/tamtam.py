@@ -1,0 +1,134 @@
+"""TamtamCreditsSensor: hold a DAG back until the account has enough credits of one type."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
+
+from airflow_provider_tamtam._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from airflow_provider_tamtam.exceptions import TamtamConfigError, TamtamError
+from airflow_provider_tamtam.hooks.tamtam import TamtamHook
+from airflow_provider_tamtam.models import CreditSummary
+from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
+
+
+class TamtamCreditsSensor(BaseSensorOperator):
+    """Wait until the remaining credits of ``credit_type``, summed over all its lines, reach ``min_credits``.
+
+    Works in ``poke``, ``reschedule`` and deferrable mode; deferred sensors on one connection share one
+    request per poll interval in the triggerer. A wrong key or any other non-retryable error fails the task
+    at once, without task retries; transient errors are retried inside the hook first. The XCom return value
+    is the matching credit lines as dicts.
+
+    :param credit_type: the credit type to check, e.g. ``MaxKeyAccountsUnlocked`` (templated).
+    :param min_credits: remaining credits needed (templated).
+    :param tamtam_conn_id: the Tamtam connection (templated).
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("credit_type", "min_credits", "tamtam_conn_id")
+    ui_color = "#f4e2c6"
+
+    def __init__(
+        self,
+        *,
+        credit_type: str,
+        min_credits: int,
+        tamtam_conn_id: str = TamtamHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.credit_type = credit_type
+        self.min_credits = min_credits
+        self.tamtam_conn_id = tamtam_conn_id
+        self.deferrable = deferrable
+        self._first_poke: float | None = None
+
+    def execute(self, context: Context) -> Any:
+        self._check_arguments()
+        if not self.deferrable:
+            return super().execute(context)
+        # One synchronous check first: it fails fast on a bad connection and skips deferring when already met.
+        result = self.poke(context)
+        if result.is_done:
+            return result.xcom_value
+        self.defer(
+            trigger=TamtamCreditsTrigger(
+                credit_type=self.credit_type,
+                min_credits=self.min_credits,
+                tamtam_conn_id=self.tamtam_conn_id,
+                poll_interval=self.poke_interval,
+                end_time=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + self.poke_interval),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        try:
+            lines = TamtamHook(self.tamtam_conn_id).get_credits()
+        except TamtamError as exc:
+            if exc.retryable:
+                raise  # retries inside the hook are spent: fail this try like any sensor error
+            raise AirflowFailException(str(exc)) from exc
+        summary = CreditSummary.of(lines, self.credit_type)
+        self.log.info(
+            "Tamtam credits %s: %d remaining, %d needed%s; waited %s",
+            self.credit_type,
+            summary.remaining,
+            self.min_credits,
+            summary.describe_absence(),
+            self._waited(context),
+        )
+        return PokeReturnValue(is_done=summary.remaining >= self.min_credits, xcom_value=summary.line_dicts())
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Turn the trigger's event into the task's result (resumed on a worker)."""
+        self._check_arguments()  # a resumed task renders its templates afresh
+        status = event.get("status")
+        if status == "success":
+            self.log.info(
+                "Tamtam credits %s: %d remaining, %d needed; done",
+                self.credit_type,
+                event["remaining"],
+                self.min_credits,
+            )
+            return list(event["lines"])
+        if status == "timeout":
+            if self.soft_fail:
+                raise AirflowSkipException(event["message"])
+            raise AirflowSensorTimeout(event["message"])
+        if status == "error" and event.get("retryable"):
+            raise TamtamError(event["message"])
+        raise AirflowFailException(
+            event.get("message", f"Unexpected event from the Tamtam trigger: {event!r}")
+        )
+
+    def _check_arguments(self) -> None:
+        """Reject bad templated values with one message before any request."""
+        if not isinstance(self.credit_type, str) or not self.credit_type.strip():
+            raise TamtamConfigError(f"credit_type must be a non-empty string, got {self.credit_type!r}")
+        try:
+            min_credits = int(str(self.min_credits).strip())
+        except ValueError:
+            raise TamtamConfigError(f"min_credits must be a whole number, got {self.min_credits!r}") from None
+        if isinstance(self.min_credits, bool) or min_credits < 0:
+            raise TamtamConfigError(f"min_credits must be a whole number >= 0, got {self.min_credits!r}")
+        self.min_credits = min_credits
+
+    def _waited(self, context: Context) -> timedelta:
+        """Time since the first check, across reschedules when Airflow knows it."""
+        first = None
+        if self.reschedule:
+            ti: Any = context["ti"]
+            first = ti.get_first_reschedule_date(context)
+        if first is not None:
+            return timedelta(seconds=round((ti.start_date - first).total_seconds()))
+        if self._first_poke is None:
+            self._first_poke = time.monotonic()
+        return timedelta(seconds=round(time.monotonic() - self._first_poke))
