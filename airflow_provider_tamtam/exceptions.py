@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 try:
-    from airflow.sdk.exceptions import AirflowException
-except ImportError:  # Airflow 3.1 keeps it in airflow.exceptions only.
-    from airflow.exceptions import AirflowException  # type: ignore[no-redef,attr-defined]
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:  # Airflow 3.1 keeps them in airflow.exceptions only.
+    from airflow.exceptions import (  # type: ignore[no-redef,attr-defined]
+        AirflowException,
+        AirflowFailException,
+    )
 
 if TYPE_CHECKING:
     from airflow_provider_tamtam.models import Problem
@@ -56,3 +61,18 @@ class TamtamAuthError(TamtamAPIError):
 
 class TamtamResponseError(TamtamError):
     """A 2xx answer whose body breaks the API contract (not JSON, a field missing or of the wrong type)."""
+
+
+@contextmanager
+def no_task_retry_for_permanent_errors() -> Iterator[None]:
+    """Turn an error no retry can fix (a wrong key, a bad connection) into a task failure without retries.
+
+    Transient errors pass through unchanged: the hook has already retried them, and Airflow's task retries
+    may still help.
+    """
+    try:
+        yield
+    except TamtamError as exc:
+        if exc.retryable:
+            raise
+        raise AirflowFailException(str(exc)) from exc

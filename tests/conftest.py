@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 _HOME = Path(tempfile.mkdtemp(prefix="tamtam-airflow-home-"))
 _DAGS = _HOME / "dags"
 _DAGS.mkdir()
+# A UDP socket standing in for a StatsD daemon; Airflow's metrics client is set up once per process, so the
+# address must be configured before anything touches it.
+STATSD = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+STATSD.bind(("127.0.0.1", 0))
+STATSD.setblocking(False)
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_HOME),
@@ -29,6 +35,9 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(STATSD.getsockname()[1]),
     }
 )
 
@@ -50,6 +59,16 @@ def airflow_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def drain_statsd() -> list[str]:
+    """Every metric line received since the last call."""
+    lines: list[str] = []
+    while True:
+        try:
+            lines += STATSD.recv(65535).decode().splitlines()
+        except BlockingIOError:
+            return lines
 
 
 @pytest.fixture(scope="session")

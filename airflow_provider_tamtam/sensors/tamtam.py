@@ -10,7 +10,11 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 
 from airflow_provider_tamtam._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
-from airflow_provider_tamtam.exceptions import TamtamConfigError, TamtamError
+from airflow_provider_tamtam.exceptions import (
+    TamtamConfigError,
+    TamtamError,
+    no_task_retry_for_permanent_errors,
+)
 from airflow_provider_tamtam.hooks.tamtam import TamtamHook
 from airflow_provider_tamtam.models import CreditSummary
 from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
@@ -70,12 +74,8 @@ class TamtamCreditsSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
-        try:
+        with no_task_retry_for_permanent_errors():
             lines = TamtamHook(self.tamtam_conn_id).get_credits()
-        except TamtamError as exc:
-            if exc.retryable:
-                raise  # retries inside the hook are spent: fail this try like any sensor error
-            raise AirflowFailException(str(exc)) from exc
         summary = CreditSummary.of(lines, self.credit_type)
         self.log.info(
             "Tamtam credits %s: %d remaining, %d needed%s; waited %s",
