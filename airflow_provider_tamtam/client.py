@@ -79,17 +79,25 @@ class _AuthorizationHeader(requests.auth.AuthBase):
         return "<Authorization: redacted>"
 
 
-def normalize_base_url(host: str | None, *, allow_insecure_http: bool = False) -> str:
+def normalize_base_url(
+    host: str | None, *, port: int | None = None, path: str | None = None, allow_insecure_http: bool = False
+) -> str:
     """Turn a connection's host into the API base URL, refusing ones that would leak the credential.
 
     Empty means the public API; a bare hostname gets ``https://``; plain ``http://`` is allowed only to a
-    loopback host unless ``allow_insecure_http`` is set.
+    loopback host unless ``allow_insecure_http`` is set. ``port`` and ``path`` come from a connection URI
+    such as ``tamtam://:KEY@api.example.com:8443/api``, which Airflow splits into host, port and schema.
     """
     raw = (host or "").strip()
     if not raw:
         return DEFAULT_BASE_URL
     url = raw if "://" in raw else f"https://{raw}"
     parts = urlsplit(url)
+    if port and parts.port is None:
+        parts = parts._replace(netloc=f"{parts.netloc}:{port}")
+    if path and path.strip("/"):
+        parts = parts._replace(path=f"{parts.path.rstrip('/')}/{path.strip('/')}")
+    url = parts.geturl()
     if parts.scheme not in ("http", "https"):
         raise TamtamConfigError(
             f"Tamtam base URL must start with https:// or http://, got scheme {parts.scheme!r}"

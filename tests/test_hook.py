@@ -400,6 +400,20 @@ def test_host_mapping(tamtam_conn: Callable[..., str], host: str, extra: dict[st
     assert fast_hook().get_conn().url == url
 
 
+@pytest.mark.parametrize(
+    ("uri", "url"),
+    [
+        ("tamtam://:k@api.example.com/api", "https://api.example.com/api/v2/credits"),
+        ("tamtam://:k@api.example.com:8443/api", "https://api.example.com:8443/api/v2/credits"),
+        ("tamtam://:k@", "https://api.tamtam.ai/api/v2/credits"),
+        ("tamtam://:k@http%3A%2F%2F127.0.0.1%3A8080%2Fapi", "http://127.0.0.1:8080/api/v2/credits"),
+    ],
+)
+def test_uri_form_connections(monkeypatch: pytest.MonkeyPatch, uri: str, url: str) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_TAMTAM_URI", uri)
+    assert fast_hook("tamtam_uri").get_conn().url == url
+
+
 def test_extras_as_strings_from_a_uri_and_kwargs_override_them(tamtam_conn: Callable[..., str]) -> None:
     tamtam_conn(extra={"timeout": "2.5", "max_retries": "3"})
     client = fast_hook().get_conn()

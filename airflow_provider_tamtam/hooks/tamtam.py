@@ -150,7 +150,10 @@ class TamtamHook(BaseHook):
         if retries < 0:
             raise TamtamConfigError(f"{where}: max_retries must be 0 or more, got {retries!r}")
         base_url = normalize_base_url(
-            conn.host, allow_insecure_http=_flag(extra, "allow_insecure_http", where)
+            conn.host,
+            port=conn.port,
+            path=conn.schema,
+            allow_insecure_http=_flag(extra, "allow_insecure_http", where),
         )
         return TamtamClient(
             base_url,
