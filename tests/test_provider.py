@@ -38,3 +38,19 @@ def test_airflow_lists_the_provider_and_its_hook(airflow_db: Path) -> None:
     assert hooks.returncode == 0, hooks.stderr[-2000:]
     line = next(row for row in hooks.stdout.splitlines() if row.split()[:1] == ["tamtam"])
     assert "airflow_provider_tamtam.hooks.tamtam.TamtamHook" in line
+
+
+def test_airflow_connections_test_uses_the_hook(airflow_db: Path) -> None:
+    from airflow_provider_tamtam.testing import FakeTamtamServer
+    from tests.conftest import API_KEY, conn_env
+
+    with FakeTamtamServer(api_key=API_KEY) as server:
+        env = conn_env("tamtam_cli", host=server.url, password=API_KEY)
+        ok = airflow_cli("connections", "test", "tamtam_cli", env=env)
+        assert "Connection success!" in ok.stdout
+        assert server.request_count == 1
+        bad = airflow_cli(
+            "connections", "test", "tamtam_cli", env=conn_env("tamtam_cli", host=server.url, password="nope")
+        )
+        assert "HTTP 401" in bad.stdout + bad.stderr
+        assert API_KEY not in ok.stdout + ok.stderr + bad.stdout + bad.stderr
