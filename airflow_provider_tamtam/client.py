@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -42,6 +44,16 @@ from airflow_provider_tamtam.models import CreditLine, CreditsResponse, Problem,
 
 CREDITS_PATH = "/v2/credits"
 SNIPPET_LENGTH = 160
+
+
+@functools.cache
+def _request_threads() -> ThreadPoolExecutor:
+    """Threads for async callers' requests, kept apart from the event loop's default pool.
+
+    A request stuck until its timeout (or retried until the deadline) then holds one of these, never a
+    thread that other triggers, or the loop's own DNS look-ups, depend on.
+    """
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="tamtam-request")
 
 
 @dataclass(frozen=True)
@@ -200,8 +212,11 @@ class TamtamClient:
 
     async def aget_credits(self) -> list[CreditLine]:
         """Same as :meth:`get_credits`; the request runs in a thread and retry waits use ``asyncio.sleep``."""
-        result: list[CreditLine] = await AsyncRetrying(**self._retry_args())(asyncio.to_thread, self._attempt)
+        result: list[CreditLine] = await AsyncRetrying(**self._retry_args())(self._attempt_in_thread)
         return result
+
+    async def _attempt_in_thread(self) -> list[CreditLine]:
+        return await asyncio.get_running_loop().run_in_executor(_request_threads(), self._attempt)
 
     def _retry_args(self) -> dict[str, Any]:
         return {

@@ -1,9 +1,13 @@
 """One Tamtam request per connection and poll interval, however many triggers wait on it.
 
 Every trigger of one event loop (the triggerer runs one loop for all of them) that reads the same
-connection goes through the same :class:`SharedCreditsPoll`: while a request is in flight, others await it
-(single-flight), and an answer is reused by any trigger whose poll interval it is still fresh for. Failures
-are shared the same way, so an outage does not turn into one request per trigger either.
+connection goes through the same :class:`SharedCreditsPoll`: an answer is reused by any trigger whose poll
+interval it is still fresh for, and only one request is ever in flight (single-flight). While a refresh is
+in flight, callers that still hold a recent answer get it at once (stale-while-revalidate, at most one
+extra interval old) rather than queueing behind the request: otherwise every trigger would resume at the
+same instant when the answer lands, and after a few intervals all of them would wake in one burst. Callers
+with no usable answer wait for the request. Failures are shared too, and never served stale, so an outage
+does not turn into one request per trigger either.
 """
 
 from __future__ import annotations
@@ -48,13 +52,21 @@ class SharedCreditsPoll:
         return polls[tamtam_conn_id]
 
     async def get_credits(self, max_age: float) -> list[CreditLine]:
-        """Credit lines no older than ``max_age`` seconds, fetching them only when no fresh answer exists."""
+        """Credit lines no older than ``max_age`` seconds, fetching them only when no fresh answer exists.
+
+        While another caller's refresh is in flight, an answer up to ``2 * max_age`` old is returned at once.
+        """
         snapshot = self._snapshot
-        if snapshot is None or time.monotonic() - snapshot.fetched_at > max_age:
+        age = time.monotonic() - snapshot.fetched_at if snapshot else float("inf")
+        if age > max_age:
+            someone_else_refreshes = self._inflight is not None
             if self._inflight is None:
                 self._inflight = asyncio.ensure_future(self._fetch())
-            # shield: one waiter being cancelled must not cancel the request the others are waiting for
-            snapshot = await asyncio.shield(self._inflight)
+            recent = snapshot is not None and snapshot.error is None and age <= 2 * max_age
+            if not (someone_else_refreshes and recent):
+                # shield: one waiter being cancelled must not cancel the request the others are waiting for
+                snapshot = await asyncio.shield(self._inflight)
+        assert snapshot is not None
         if snapshot.error is not None:
             raise snapshot.error
         assert snapshot.lines is not None
@@ -65,7 +77,8 @@ class SharedCreditsPoll:
             self._hook = TamtamHook(self.tamtam_conn_id)
         self.requests_sent += 1
         try:
-            snapshot = _Snapshot(time.monotonic(), await self._hook.aget_credits(), None)
+            lines = await self._hook.aget_credits()
+            snapshot = _Snapshot(time.monotonic(), lines, None)  # fresh from when it arrived
         except TamtamError as exc:
             if not exc.retryable:
                 self._hook = None  # re-read the connection next time: the key may have been fixed

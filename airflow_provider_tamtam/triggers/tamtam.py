@@ -66,7 +66,7 @@ class TamtamCreditsTrigger(BaseTrigger):
                 )
                 return
             self.log.info(
-                "Tamtam credits %s: %d remaining, %d needed%s; next check in %.0f s",
+                "Tamtam credits %s: %d remaining, %d needed%s; next check in %g s",
                 self.credit_type,
                 summary.remaining,
                 self.min_credits,
