@@ -21,6 +21,11 @@ except ImportError:  # Airflow 3.1
     )
 
 from airflow.sdk import BaseHook
+
+try:
+    from airflow.sdk import conf
+except ImportError:  # Airflow 3.1
+    from airflow.configuration import conf  # type: ignore[no-redef,assignment]
 from airflow.sdk.definitions.connection import Connection
 
 try:
@@ -38,6 +43,7 @@ __all__ = [
     "AirflowSkipException",
     "aget_connection",
     "amask_secret",
+    "conf",
     "mask_secret",
     "stats",
 ]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
-from airflow_provider_tamtam._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from airflow_provider_tamtam._compat import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    conf,
+)
 from airflow_provider_tamtam.exceptions import (
     TamtamConfigError,
     TamtamError,
@@ -127,6 +132,8 @@ class TamtamCreditsSensor(BaseSensorOperator):
         if self.reschedule:
             ti: Any = context["ti"]
             first = ti.get_first_reschedule_date(context)
+            if isinstance(first, str):  # Airflow 3.1 hands back the ISO string
+                first = datetime.fromisoformat(first)
         if first is not None:
             return timedelta(seconds=round((ti.start_date - first).total_seconds()))
         if self._first_poke is None:
