@@ -86,3 +86,9 @@ class TamtamCreditsTrigger(BaseTrigger):
                 return
             await asyncio.sleep(min(self.poll_interval, left))
 
+
+# The event trigger for asset watchers lives in its own module; it is importable from here as well so that
+# every Tamtam trigger has the same import path.
+from airflow_provider_tamtam.triggers.credit_events import TamtamCreditsEventTrigger  # noqa: E402
+
+__all__ = ["TamtamCreditsEventTrigger", "TamtamCreditsTrigger"]
