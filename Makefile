@@ -31,5 +31,11 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
+# A live deployment (scheduler, dag-processor, triggerer, api-server on PostgreSQL) and the connection form
+# in headless Chromium. Takes a few minutes; installs Debian's postgresql and chromium when missing.
+deploy-check: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[deploy]'
+	$(BIN)/python deploy/check.py
+
 clean:
 	rm -rf $(VENV) .venv-floor build dist *.egg-info .airflow-demo
