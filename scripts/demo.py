@@ -124,7 +124,7 @@ def main() -> int:
             ),
             "TAMTAM_GATE_POKE_INTERVAL": POKE_INTERVAL,
         }
-        say(f"Preparing Airflow in {home} (SQLite)")
+        say("Preparing a throwaway Airflow home (SQLite), deleted at the end")
         migrated = airflow(env, "db", "migrate")
         if migrated.returncode:
             print(migrated.stdout[-3000:])
