@@ -23,6 +23,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy bench/*.py deploy/*.py scripts/*.py
 
 unit: $(STAMP)
 	$(BIN)/pytest -q

@@ -44,6 +44,8 @@ from airflow_provider_tamtam.models import CreditLine, CreditsResponse, Problem,
 
 CREDITS_PATH = "/v2/credits"
 SNIPPET_LENGTH = 160
+#: Threads for async requests; with the shared polls one request per connection is in flight at a time.
+REQUEST_THREADS = 4
 
 
 @functools.cache
@@ -53,7 +55,7 @@ def _request_threads() -> ThreadPoolExecutor:
     A request stuck until its timeout (or retried until the deadline) then holds one of these, never a
     thread that other triggers, or the loop's own DNS look-ups, depend on.
     """
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="tamtam-request")
+    return ThreadPoolExecutor(max_workers=REQUEST_THREADS, thread_name_prefix="tamtam-request")
 
 
 @dataclass(frozen=True)
