@@ -54,3 +54,19 @@ def test_airflow_connections_test_uses_the_hook(airflow_db: Path) -> None:
         )
         assert "HTTP 401" in bad.stdout + bad.stderr
         assert API_KEY not in ok.stdout + ok.stderr + bad.stdout + bad.stderr
+
+
+def test_hook_field_behaviour_matches_airflows_schema() -> None:
+    import json
+
+    import airflow
+    import jsonschema
+
+    from airflow_provider_tamtam.hooks.tamtam import TamtamHook
+
+    schema = json.loads(
+        (Path(airflow.__file__).parent / "customized_form_field_behaviours.schema.json").read_text()
+    )
+    behaviour = TamtamHook.get_ui_field_behaviour()
+    jsonschema.validate(behaviour, schema)
+    assert behaviour["hidden_fields"] == ["schema", "login", "port"]

@@ -61,8 +61,12 @@ class TamtamHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Form layout for Airflow versions that read it from the hook rather than the provider info."""
-        return UI_FIELD_BEHAVIOUR
+        """Form layout for Airflow versions that read it from the hook rather than the provider info.
+
+        The hook's form of it spells the keys with underscores (``hidden_fields``), the provider info's
+        with hyphens.
+        """
+        return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
 
     def get_conn(self) -> TamtamClient:
         """Return the API client, reading and checking the connection on first use."""
