@@ -18,26 +18,18 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from airflow_provider_tamtam.testing import credit_line
+
 REPO = Path(__file__).resolve().parent.parent
 DAGS = ("tamtam_gate_on_credits", "tamtam_credit_audit")
 POKE_INTERVAL = "2"
 SHORT = [
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 4800,
-        "total_credits": 5000,
-        "remaining_credits": 200,
-    },
-    {"credit_type": "Exports", "used_credits": 40, "total_credits": 100, "remaining_credits": 60},
+    credit_line("MaxKeyAccountsUnlocked", used=4800, total=5000),
+    credit_line("Exports", used=40, total=100),
 ]
 TOPPED_UP = [
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 4800,
-        "total_credits": 10000,
-        "remaining_credits": 5200,
-    },
-    {"credit_type": "Exports", "used_credits": 95, "total_credits": 100, "remaining_credits": 5},
+    credit_line("MaxKeyAccountsUnlocked", used=4800, total=10000),
+    credit_line("Exports", used=95, total=100),
 ]
 
 

@@ -7,26 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_tamtam.testing import FakeTamtamServer
+from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line
 from tests.airflow_run import run_dag
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
-SHORT = [
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 4800,
-        "total_credits": 5000,
-        "remaining_credits": 200,
-    }
-]
+SHORT = [credit_line("MaxKeyAccountsUnlocked", used=4800, total=5000)]
 TOPPED_UP = [
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 10,
-        "total_credits": 5000,
-        "remaining_credits": 4990,
-    },
-    {"credit_type": "Exports", "used_credits": 97, "total_credits": 100, "remaining_credits": 3},
+    credit_line("MaxKeyAccountsUnlocked", used=10, total=5000),
+    credit_line("Exports", used=97, total=100),
 ]
 
 

@@ -23,6 +23,7 @@ from airflow_provider_tamtam.hooks.tamtam import TamtamHook
 from airflow_provider_tamtam.models import CreditLine
 from airflow_provider_tamtam.testing import (
     FakeTamtamServer,
+    credit_line,
     delay_fault,
     drop_fault,
     malformed_fault,
@@ -33,13 +34,8 @@ from tests.conftest import API_KEY, JWT
 
 FAST = RetryPolicy(initial_wait=0.01, max_wait=0.05, deadline=30.0)
 LINES = [
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 10,
-        "total_credits": 5000,
-        "remaining_credits": 4990,
-    },
-    {"credit_type": "Exports", "used_credits": 7, "total_credits": 10, "remaining_credits": 3},
+    credit_line("MaxKeyAccountsUnlocked", used=10, total=5000),
+    credit_line("Exports", used=7, total=10),
 ]
 HOOK_LOGGER = "airflow.task.hooks.airflow_provider_tamtam.hooks.tamtam.TamtamHook"
 

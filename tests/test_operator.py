@@ -11,25 +11,15 @@ import pytest
 from airflow_provider_tamtam.exceptions import TamtamConfigError
 from airflow_provider_tamtam.models import CreditLine
 from airflow_provider_tamtam.operators.tamtam import TamtamGetCreditsOperator, format_table
-from airflow_provider_tamtam.testing import FakeTamtamServer
+from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line
 from tests.airflow_run import run_dag
 from tests.conftest import drain_statsd
 
 DAGS = Path(__file__).parent / "dags" / "tamtam_test_operator_dags.py"
 LINES = [
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 10,
-        "total_credits": 5000,
-        "remaining_credits": 4990,
-    },
-    {"credit_type": "Exports", "used_credits": 8, "total_credits": 10, "remaining_credits": 2},
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 995,
-        "total_credits": 1000,
-        "remaining_credits": 5,
-    },
+    credit_line("MaxKeyAccountsUnlocked", used=10, total=5000),
+    credit_line("Exports", used=8, total=10),
+    credit_line("MaxKeyAccountsUnlocked", used=995, total=1000),
 ]
 
 

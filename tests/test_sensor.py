@@ -8,34 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_tamtam.testing import FakeTamtamServer
+from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line
 from tests.airflow_run import run_dag
 
 DAGS = Path(__file__).parent / "dags" / "tamtam_test_sensor_dags.py"
 SHORT = [
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 4900,
-        "total_credits": 5000,
-        "remaining_credits": 100,
-    },
-    {"credit_type": "Exports", "used_credits": 0, "total_credits": 10, "remaining_credits": 10},
+    credit_line("MaxKeyAccountsUnlocked", used=4900, total=5000),
+    credit_line("Exports", used=0, total=10),
 ]
 # Two lines of the type: the sensor adds them up (300 + 250 >= 500).
 ENOUGH = [
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 4700,
-        "total_credits": 5000,
-        "remaining_credits": 300,
-    },
-    {"credit_type": "Exports", "used_credits": 0, "total_credits": 10, "remaining_credits": 10},
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 750,
-        "total_credits": 1000,
-        "remaining_credits": 250,
-    },
+    credit_line("MaxKeyAccountsUnlocked", used=4700, total=5000),
+    credit_line("Exports", used=0, total=10),
+    credit_line("MaxKeyAccountsUnlocked", used=750, total=1000),
 ]
 
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_tamtam.exceptions import TamtamAPIError
-from airflow_provider_tamtam.testing import FakeTamtamServer, status_fault
+from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line, status_fault
 from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
 from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
 from tests.conftest import API_KEY
 
-SHORT = [{"credit_type": "Exports", "used_credits": 9, "total_credits": 10, "remaining_credits": 1}]
-ENOUGH = [{"credit_type": "Exports", "used_credits": 0, "total_credits": 10, "remaining_credits": 10}]
+SHORT = [credit_line("Exports", used=9, total=10)]
+ENOUGH = [credit_line("Exports", used=0, total=10)]
 
 
 async def first_event(trigger: TamtamCreditsTrigger) -> dict[str, Any]:

@@ -43,6 +43,7 @@ __all__ = [
     "Fault",
     "RecordedRequest",
     "StatusFault",
+    "credit_line",
     "delay_fault",
     "drop_fault",
     "fault_from_dict",
@@ -63,14 +64,18 @@ MAX_BODY_BYTES: Final = 1 << 20
 
 CreditLines: TypeAlias = list[dict[str, object]] | None
 
-DEFAULT_CREDITS: Final[list[dict[str, object]]] = [
-    {
-        "credit_type": "MaxKeyAccountsUnlocked",
-        "used_credits": 10,
-        "total_credits": 5000,
-        "remaining_credits": 4990,
+
+def credit_line(credit_type: str, *, used: int, total: int) -> dict[str, object]:
+    """One credit line as the API sends it, with ``remaining_credits = total - used``."""
+    return {
+        "credit_type": credit_type,
+        "used_credits": used,
+        "total_credits": total,
+        "remaining_credits": total - used,
     }
-]
+
+
+DEFAULT_CREDITS: Final[list[dict[str, object]]] = [credit_line("MaxKeyAccountsUnlocked", used=10, total=5000)]
 """The credit lines a new server answers with (copied, never shared)."""
 
 UNAUTHORIZED_PROBLEM: Final[dict[str, object]] = {
