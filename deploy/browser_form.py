@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -57,6 +58,18 @@ PORT_ZERO_BUG = "host or port to test differs from the stored connection"
 
 Result = tuple[str, bool | None, str]
 Log = Callable[[str], None]
+
+
+def display_path(path: Path | str) -> str:
+    """A path fit for output that may be committed: repo-relative, or under ``$TMPDIR``, else as given.
+
+    ``$TMPDIR`` stands for Python's temporary directory (``$TMPDIR`` when set, else usually ``/tmp``).
+    """
+    resolved = Path(path).resolve()
+    for base, label in ((REPO, ""), (Path(tempfile.gettempdir()).resolve(), "$TMPDIR/")):
+        if resolved.is_relative_to(base):
+            return label + resolved.relative_to(base).as_posix()
+    return str(path)
 
 
 def ensure_dependencies(log: Log = print) -> None:
@@ -206,7 +219,7 @@ def run(api_url: str, fake_url: str, api_key: str, screenshot: Path, log: Log = 
         )
         board.close()
         page.bring_to_front()  # a background tab does not animate: the result toast would never slide in
-        log(f"browser: saved the filled form to {screenshot}")
+        log(f"browser: saved the filled form to {display_path(screenshot)}")
 
         # save: the stored connection must carry exactly what the form showed
         with page.expect_response(
@@ -263,7 +276,7 @@ def run(api_url: str, fake_url: str, api_key: str, screenshot: Path, log: Log = 
             )
         else:
             add("UI: Test button", False, f"status {status}: {message!r} (toast {toast!r})")
-        log(f"browser: saved the Test result to {test_shot}")
+        log(f"browser: saved the Test result to {display_path(test_shot)}")
         # leave the deployment as found: delete the connection with the UI's own session
         deleted = page.request.delete(f"{api_url}/api/v2/connections/{conn_id}")
         if deleted.status != 204:
@@ -313,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--screenshot",
         type=Path,
-        default=Path(__file__).resolve().parent.parent / "docs" / "connection-form.png",
+        default=REPO / "docs" / "connection-form.png",
     )
     args = parser.parse_args(argv)
     results = run(args.api_url, args.fake_url, args.api_key, args.screenshot.resolve())

@@ -1,20 +1,25 @@
-"""Live deployment check: a real Airflow 3 deployment gates 20 concurrent DAG runs on Tamtam credits.
+"""Live deployment check: a real Airflow 3 deployment gates DAG runs on Tamtam credits and watches them.
 
 Starts, from the repository alone, a throwaway Airflow deployment: a temporary ``AIRFLOW_HOME``, a private
 PostgreSQL cluster on a loopback port as the metadata database, ``airflow db migrate``, then api-server,
 scheduler (LocalExecutor), dag-processor and triggerer as separate processes, with the repository's
-example DAGs and a local Tamtam API (``FakeTamtamServer``) whose credits are short. Then it checks what
-unit tests cannot:
+example DAGs, ``deploy/dags/tamtam_watchers_check.py`` and a local Tamtam API (``FakeTamtamServer``)
+whose credits are short. Then it checks what unit tests cannot:
 
 1. 20 concurrent runs of ``tamtam_gate_on_credits`` each poke once on a worker, then defer to the triggerer;
 2. while they wait, the Tamtam API sees about one call per poll interval, not one per sensor;
 3. the triggerer is SIGKILLed and restarted while they wait: the sensors resume in the new triggerer;
 4. once credits rise, every run succeeds;
-5. the Tamtam connection form works in a real browser (``deploy/browser_form.py``; ``--no-browser`` skips).
+5. 20 asset watchers (``TamtamCreditsEventTrigger``, one threshold each) run in the triggerer for about one
+   call per poll interval between them; once credits rise above every threshold each asset gets exactly
+   one event and each watcher DAG exactly one run, and no more while credits stay high, not even after a
+   triggerer restart (the armed state lives in the asset state store);
+6. the Tamtam connection form works in a real browser (``deploy/browser_form.py``; ``--no-browser`` skips).
 
 Run it as ``.venv/bin/python deploy/check.py`` (``--help`` lists the options). It prints a summary table,
 exits non-zero when a check fails, and stops every process it started, also on errors, SIGTERM and Ctrl-C.
-The temporary home is deleted on success and kept, with every process's log, on failure.
+The temporary home is deleted on success and kept, with every process's log, on failure. Paths are printed
+relative to the repository, or as ``$TMPDIR/...`` for temporary ones, so the output can be committed.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import textwrap
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,7 +52,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+import browser_form
 import requests
+import sqlalchemy
+from browser_form import display_path
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -63,6 +72,12 @@ RISEN_CREDITS = [
     {"credit_type": CREDIT_TYPE, "used_credits": 10, "total_credits": 5000, "remaining_credits": 4990}
 ]
 RATE_BAR = "[bar: mean <= 1.5, max <= 2]"
+WATCH_DAG_FILE = Path(__file__).resolve().parent / "dags" / "tamtam_watchers_check.py"
+WATCH_DAG_PREFIX = "tamtam_watchers_check_"  # watcher DAG i is tamtam_watchers_check_<i:02d>
+WATCH_ASSET_PREFIX = "tamtam/watchers_check/"  # its asset is tamtam/watchers_check/<i:02d>
+WATCH_BASE_THRESHOLD = 1000  # its watcher fires once the remaining credits reach 1000 + i
+WATCH_LOG_LINE = f"Watching Tamtam credits {CREDIT_TYPE}"  # what each watcher logs when it starts
+STATE_KEY_PREFIX = "tamtam_credits_event:"  # a watcher's key in its asset's state store
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -175,12 +190,15 @@ class Processes:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[TextIO] = []
         self._starts: dict[str, int] = {}
+        self.log_paths: dict[str, Path] = {}  # the current log of each component, by name
 
     def start(self, name: str, argv: Sequence[str]) -> int:
         """Start ``argv`` in a new session, output to ``<log_dir>/<name>[.N].log``; returns its PID."""
         count = self._starts.get(name, 0)
         self._starts[name] = count + 1
-        log = open(self.log_dir / (f"{name}.log" if count == 0 else f"{name}.{count}.log"), "w")  # noqa: SIM115
+        path = self.log_dir / (f"{name}.log" if count == 0 else f"{name}.{count}.log")
+        self.log_paths[name] = path
+        log = open(path, "w")  # noqa: SIM115
         self._logs.append(log)  # closed in stop_all
         self.procs[name] = subprocess.Popen(
             list(argv),
@@ -199,15 +217,25 @@ class Processes:
         """Fail fast, naming the log to read, when a component died on its own."""
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                raise CheckFailed(f"{name} exited with code {proc.returncode}; see its log in {self.log_dir}")
+                raise CheckFailed(
+                    f"{name} exited with code {proc.returncode}; see {display_path(self.log_paths[name])}"
+                )
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Signal one component's whole process group and reap it."""
+        """Signal one component's whole process group and reap it; SIGKILL the group after 30 s, or at once.
+
+        The group is always SIGKILLed at the end: children left behind by a leader that exited on SIGTERM
+        would otherwise escape :meth:`stop_all`, which only knows the components still registered.
+        """
         proc = self.procs.pop(name)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
 
     def stop_all(self, grace: float = 10.0) -> None:
         """SIGTERM every group, then SIGKILL each group once its leader exited or ``grace`` s passed."""
@@ -324,7 +352,9 @@ class Database:
             if result.returncode != 0:
                 raise CheckFailed(f"{Path(argv[len(as_user)]).name} failed: {result.stderr.strip()[-500:]}")
         self.url = f"postgresql+psycopg2://airflow@127.0.0.1:{port}/airflow"
-        self.description = f"PostgreSQL {bin_dir.parent.name} on 127.0.0.1:{port}, data in {data}"
+        self.description = (
+            f"PostgreSQL {bin_dir.parent.name} on 127.0.0.1:{port}, data in {display_path(data)}"
+        )
 
     def stop(self, keep_log_in: Path | None) -> None:
         """Stop PostgreSQL (fast shutdown, else its postmaster by PID) and delete its data directory."""
@@ -459,14 +489,16 @@ class Live:
     fake: FakeApi
     api_url: str
     fake_url: str
+    db_url: str
 
 
 class Deployment:
     """Temporary home, database, fake Tamtam API and the four Airflow components; cleanup that always runs."""
 
-    def __init__(self, db: str, runs: int, poke_interval: float) -> None:
+    def __init__(self, db: str, runs: int, poke_interval: float, watchers: int) -> None:
         self.runs = runs
         self.poke_interval = poke_interval
+        self.watchers = watchers
         self.marker = uuid.uuid4().hex
         os.environ[MARKER_VAR] = self.marker  # inherited by everything started from here, the browser too
         self.home = Path(tempfile.mkdtemp(prefix="tamtam-deploy-check-"))
@@ -520,16 +552,19 @@ class Deployment:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW_CONN_TAMTAM_DEFAULT": json.dumps(connection),
             "TAMTAM_GATE_POKE_INTERVAL": f"{self.poke_interval:g}",
+            "TAMTAM_WATCHERS_CHECK_COUNT": str(self.watchers),
+            "TAMTAM_WATCHERS_CHECK_POLL_INTERVAL": f"{self.poke_interval:g}",
         }
 
     def start(self) -> Live:
         """Database, fake API, ``airflow db migrate``, the four components; wait until all are healthy."""
-        say(f"temporary AIRFLOW_HOME: {self.home}")
+        say(f"temporary AIRFLOW_HOME: {display_path(self.home)}")
         self.db.start()
         say(f"metadata database: {self.db.description}")
         shutil.copytree(
             REPO / "example_dags", self.home / "dags", ignore=shutil.ignore_patterns("__pycache__")
         )
+        shutil.copy(WATCH_DAG_FILE, self.home / "dags" / WATCH_DAG_FILE.name)
 
         url_file = self.home / "fake-tamtam.url"
         self.procs.start(
@@ -553,7 +588,9 @@ class Deployment:
         )
         (self.log_dir / "db-migrate.log").write_text(migrate.stdout + migrate.stderr)
         if migrate.returncode != 0:
-            raise CheckFailed(f"airflow db migrate failed; see {self.log_dir / 'db-migrate.log'}")
+            raise CheckFailed(
+                f"airflow db migrate failed; see {display_path(self.log_dir / 'db-migrate.log')}"
+            )
         for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
             self.procs.start(component, [AIRFLOW, component])
         say(f"started airflow api-server ({api_url}), scheduler, dag-processor and triggerer")
@@ -573,7 +610,7 @@ class Deployment:
         api = AirflowApi(api_url)
         api.login()
         say("all components healthy; REST API token from GET /auth/token")
-        return Live(self.procs, api, FakeApi(fake_url), api_url, fake_url)
+        return Live(self.procs, api, FakeApi(fake_url), api_url, fake_url, self.db.url)
 
     def stop(self, keep: bool) -> None:
         """Stop everything started here; delete the home, or keep it (and say where) for inspection."""
@@ -590,8 +627,8 @@ class Deployment:
             say(f"WARNING: processes of this run still alive: {leftovers}")
         if keep:
             say(
-                f"kept the temporary home for inspection: {self.home} (component logs in {self.log_dir}, "
-                f"task logs in {self.home / 'logs'})"
+                f"kept the temporary home for inspection: {display_path(self.home)} (component logs in "
+                f"{display_path(self.log_dir)}, task logs in {display_path(self.home / 'logs')})"
             )
         else:
             shutil.rmtree(self.home, ignore_errors=True)
@@ -660,17 +697,39 @@ class Scenario:
     def prepare(self) -> None:
         """The DAG is parsed without import errors and the hook's test_connection works via REST."""
 
+        watchers: int = self.args.watchers
+
+        def dag_ids() -> list[str]:
+            return sorted(dag["dag_id"] for dag in self.api.call("GET", "/dags?limit=500")["dags"])
+
         def parsed() -> bool:
             errors = self.api.call("GET", "/importErrors")["import_errors"]
             if errors:
                 raise CheckFailed(
                     f"DAG import error in {errors[0]['filename']}: {errors[0]['stack_trace'][-500:]}"
                 )
-            return bool(self.api.call("GET", f"/dags/{DAG_ID}", ok=(200, 404)).get("dag_id") == DAG_ID)
+            ids = dag_ids()
+            return DAG_ID in ids and sum(i.startswith(WATCH_DAG_PREFIX) for i in ids) == watchers
 
-        wait_for(f"the dag-processor to parse {DAG_ID}", parsed, 120, 1.0, self.procs.ensure_running)
-        dags = sorted(dag["dag_id"] for dag in self.api.call("GET", "/dags?limit=100")["dags"])
-        self.report.add("Provider and example DAGs load", True, f"no import errors; DAGs: {', '.join(dags)}")
+        wait_for(
+            f"the dag-processor to parse {DAG_ID} and {watchers} watcher DAGs",
+            parsed,
+            120,
+            1.0,
+            self.procs.ensure_running,
+        )
+        examples = [i for i in dag_ids() if not i.startswith(WATCH_DAG_PREFIX)]
+        self.report.add(
+            "Provider and example DAGs load",
+            True,
+            f"no import errors; DAGs: {', '.join(examples)}"
+            + (
+                f"; and {WATCH_DAG_PREFIX}01 to {WATCH_DAG_PREFIX}{watchers:02d} from "
+                f"{display_path(WATCH_DAG_FILE)}"
+                if watchers
+                else ""
+            ),
+        )
         body = {
             "connection_id": "tamtam_rest_check",
             "conn_type": "tamtam",
@@ -822,6 +881,309 @@ class Scenario:
         )
 
 
+class WatchScenario:
+    """Asset watchers: many share one poll, each fires once when credits cross, none while they stay up."""
+
+    def __init__(self, live: Live, args: argparse.Namespace, report: Report) -> None:
+        self.api = live.api
+        self.fake = live.fake
+        self.procs = live.procs
+        self.args = args
+        self.count: int = args.watchers
+        self.interval: float = args.poke_interval
+        self.report = report
+        self.engine = sqlalchemy.create_engine(live.db_url, poolclass=sqlalchemy.pool.NullPool)
+        self.index: dict[int, int] = {}  # asset id -> watcher number i (its threshold is 1000 + i)
+        self.trigger_ids: list[int] = []
+
+    def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.engine.dispose()
+
+    # ------------------------------------------------------------------ observations
+
+    def watched_assets(self) -> list[dict[str, Any]]:
+        """The check's assets with their watchers (each names its trigger id), via the REST API."""
+        path = f"/assets?name_prefix_pattern={WATCH_ASSET_PREFIX}&limit=100"
+        return [a for a in self.api.call("GET", path)["assets"] if a["name"].startswith(WATCH_ASSET_PREFIX)]
+
+    def events(self) -> list[dict[str, Any]]:
+        path = f"/assets/events?name_prefix_pattern={WATCH_ASSET_PREFIX}&limit=200"
+        events = self.api.call("GET", path)["asset_events"]
+        return [e for e in events if str(e.get("name") or "").startswith(WATCH_ASSET_PREFIX)]
+
+    def runs(self) -> list[dict[str, Any]]:
+        path = f"/dags/~/dagRuns?dag_id_prefix_pattern={WATCH_DAG_PREFIX}&limit=200"
+        runs = self.api.call("GET", path)["dag_runs"]
+        return [r for r in runs if r["dag_id"].startswith(WATCH_DAG_PREFIX)]
+
+    def trigger_jobs(self) -> dict[int, int | None]:
+        """The triggerer job each watcher's trigger is assigned to (None: unassigned), from the database.
+
+        The REST API shows a trigger's triggerer only for deferred task instances, not for asset watchers.
+        """
+        query = sqlalchemy.text("SELECT id, triggerer_id FROM trigger WHERE id IN :ids").bindparams(
+            sqlalchemy.bindparam("ids", expanding=True)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query, {"ids": self.trigger_ids}).all()
+        return {int(row[0]): None if row[1] is None else int(row[1]) for row in rows}
+
+    def started_in_log(self) -> int:
+        """How many watchers the current triggerer's log says have started watching."""
+        path = self.procs.log_paths["triggerer"]
+        return path.read_text(errors="replace").count(WATCH_LOG_LINE) if path.exists() else 0
+
+    def hold(self, seconds: float, what: str) -> None:
+        """Let the deployment run untouched for ``seconds``, failing at once if a component dies."""
+        say(f"{what}: watching for {seconds:.0f} s")
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            self.procs.ensure_running()
+            time.sleep(min(2.0, left))
+
+    def first_call_after(self, moment: float, what: str) -> float:
+        """When the fake API first saw a credits call after ``moment`` (waits up to 60 s for one)."""
+
+        def polled() -> bool:
+            return any(t > moment for t in self.fake.credit_calls())
+
+        wait_for(what, polled, 60, 0.5, self.procs.ensure_running)
+        return min(t for t in self.fake.credit_calls() if t > moment)
+
+    # ------------------------------------------------------------------ phases
+
+    def _run(self) -> None:
+        self.fake.set_credits(SHORT_CREDITS)
+        say(f"set the credits back to 100 {CREDIT_TYPE}, below every watcher's threshold")
+        self.fake.reset()  # from here on, the fake API's log holds the watchers' calls only
+        t_unpause = self.unpause()
+        t_running = self.wait_running(t_unpause)
+        self.hold(self.args.wait_intervals * self.interval, f"{self.count} watchers, credits below")
+        t_raise = time.time()
+        below = Rate(t_running, t_raise, self.interval, self.fake.credit_calls())
+        self.report.add(f"Calls per poll interval, {self.count} watching", below.passes(), below.describe())
+        early_events, early_runs = len(self.events()), len(self.runs())
+
+        self.fake.set_credits(RISEN_CREDITS)
+        say(f"raised the credits to 4990 {CREDIT_TYPE}, above every watcher's threshold")
+        t_done = self.wait_fired()
+        self.check_fired(t_raise, t_done, early_events, early_runs)
+        events, runs = len(self.events()), len(self.runs())
+        last_event = max((epoch(e["timestamp"]) for e in self.events()), default=t_raise)
+        self.hold(self.args.wait_intervals * self.interval, "credits stay high")
+        t_quiet = time.time()
+        calls = self.fake.credit_calls()
+        after = Rate(t_raise, t_quiet, self.interval, calls)
+        self.report.add("Calls per poll interval, after the rise", after.passes(), after.describe())
+        new_events, new_runs = len(self.events()) - events, len(self.runs()) - runs
+        polls = sum(1 for t in calls if t > last_event)
+        self.report.add(
+            "No second event while credits stay high",
+            new_events == 0 and new_runs == 0,
+            f"{new_events} new asset events and {new_runs} new runs in the {t_quiet - last_event:.0f} s "
+            f"after the last event, over {polls} polls that all saw 4990 credits, above every threshold",
+        )
+        self.check_state_store()
+
+        t_resumed = self.restart_triggerer()
+        events, runs = len(self.events()), len(self.runs())
+        self.hold(self.args.wait_intervals * self.interval, "the new triggerer watches, credits still high")
+        t_end = time.time()
+        calls = self.fake.credit_calls()
+        restarted = Rate(t_resumed, t_end, self.interval, calls)
+        new_events, new_runs = len(self.events()) - events, len(self.runs()) - runs
+        self.report.add(
+            "No second event after a triggerer restart",
+            new_events == 0 and new_runs == 0,
+            f"{new_events} new asset events and {new_runs} new runs in the {t_end - t_resumed:.0f} s after "
+            f"the new triggerer's first poll ({sum(1 for t in calls if t >= t_resumed)} polls, credits "
+            "above every threshold): each watcher read its armed state back from the asset state store",
+        )
+        self.report.add(
+            "Calls per poll interval after restart, watching", restarted.passes(), restarted.describe()
+        )
+        unshared = round(self.count * (t_end - t_running) / self.interval)
+        self.report.add(
+            "Watcher credits calls in total",
+            None,
+            f"{len(calls)} for {self.count} watchers over {t_end - t_unpause:.0f} s from the unpause; one "
+            f"request per watcher per interval would be about {unshared}",
+        )
+
+    def unpause(self) -> float:
+        """Unpause every watcher DAG in one PATCH and ask the dag-processor to reparse their file.
+
+        Airflow attaches a watcher's trigger to its asset only while a DAG scheduled on the asset is
+        unpaused, and only when the file is parsed, so the reparse request saves up to a parse interval.
+        The PATCH selects by ``dag_id_pattern``: on Airflow 3.3.2 ``dag_id_prefix_pattern`` alone matches
+        only DAG ids containing "none", as the absent ``dag_id_pattern`` becomes ``ILIKE '%None%'``.
+        """
+        self.api.call(
+            "PATCH",
+            f"/dags?dag_id_pattern={WATCH_DAG_PREFIX}&update_mask=is_paused",
+            {"is_paused": False},
+        )
+        t_unpause = time.time()
+        path = f"/dags?dag_id_prefix_pattern={WATCH_DAG_PREFIX}&paused=false&limit=100"
+        dags = [d for d in self.api.call("GET", path)["dags"] if d["dag_id"].startswith(WATCH_DAG_PREFIX)]
+        if len(dags) != self.count:
+            raise CheckFailed(f"{len(dags)} of {self.count} watcher DAGs unpaused after PATCH /api/v2/dags")
+        self.api.call("PUT", f"/parseDagFile/{dags[0]['file_token']}", ok=(201,))
+        say(f"unpaused the {self.count} watcher DAGs and requested a reparse of {WATCH_DAG_FILE.name}")
+        return t_unpause
+
+    def wait_running(self, t_unpause: float) -> float:
+        """Wait until each asset has its trigger, assigned to the triggerer, which logged it started."""
+        assets: list[dict[str, Any]] = []
+
+        def created() -> bool:
+            nonlocal assets
+            assets = self.watched_assets()
+            return len(assets) == self.count and all(len(a["watchers"]) == 1 for a in assets)
+
+        wait_for("a trigger on every watched asset", created, 120, 1.0, self.procs.ensure_running)
+        t_created = time.time()
+        self.index = {int(a["id"]): int(a["name"].rsplit("/", 1)[1]) for a in assets}
+        self.trigger_ids = sorted(int(a["watchers"][0]["trigger_id"]) for a in assets)
+        jobs: dict[int, int | None] = {}
+
+        def running() -> bool:
+            nonlocal jobs
+            jobs = self.trigger_jobs()
+            assigned = len(jobs) == self.count and None not in jobs.values()
+            return assigned and self.started_in_log() >= self.count
+
+        wait_for("the triggerer to run every watcher", running, 120, 1.0, self.procs.ensure_running)
+        t_running = time.time()
+        t_first = self.first_call_after(t_unpause, "the watchers' first poll")
+        say(
+            f"all {self.count} watchers run in the triggerer, {t_running - t_unpause:.0f} s after the unpause"
+        )
+        self.report.add(
+            f"{self.count} watcher triggers running",
+            len(set(self.trigger_ids)) == self.count,
+            f"{self.count} distinct triggers (ids {self.trigger_ids[0]}-{self.trigger_ids[-1]}), one per "
+            f"asset, created {t_created - t_unpause:.0f} s after the unpause; by "
+            f"{t_running - t_unpause:.0f} s after it all were assigned to triggerer job(s) "
+            f"{sorted({j for j in jobs.values() if j})} and "
+            f"each had logged '{WATCH_LOG_LINE} ...'; first poll {t_first - t_unpause:.0f} s after it",
+        )
+        return t_running
+
+    def wait_fired(self) -> float:
+        """Wait until every asset has an event and every watcher DAG a finished run; returns when."""
+
+        def fired() -> bool:
+            runs = self.runs()
+            finished = sum(1 for r in runs if r["state"] in ("success", "failed"))
+            return len(self.events()) >= self.count and finished >= self.count
+
+        with contextlib.suppress(CheckFailed):  # what did happen is reported below
+            wait_for(
+                "an event per asset and a finished run per watcher DAG",
+                fired,
+                self.args.finish_timeout,
+                2.0,
+                self.procs.ensure_running,
+            )
+        return time.time()
+
+    def check_fired(self, t_raise: float, t_done: float, early_events: int, early_runs: int) -> None:
+        """Exactly one event per asset, carrying its own threshold, and one successful run per DAG."""
+        events = self.events()
+        per_asset = Counter(int(e["asset_id"]) for e in events)
+        mismatched = [
+            e["name"]
+            for e in events
+            if ((e.get("extra") or {}).get("payload") or {}).get("threshold")
+            != WATCH_BASE_THRESHOLD + self.index.get(int(e["asset_id"]), -1)
+            or not (e.get("extra") or {}).get("from_trigger")
+        ]
+        delays = [round(epoch(e["timestamp"]) - t_raise) for e in events] or [-1]
+        spread = f"{min(delays)}" if min(delays) == max(delays) else f"{min(delays)}-{max(delays)}"
+        self.report.add(
+            "One asset event per asset",
+            early_events == 0
+            and len(per_asset) == self.count
+            and set(per_asset.values()) == {1}
+            and not mismatched,
+            f"{len(events)} events on {len(per_asset)}/{self.count} assets (per asset: "
+            f"{', '.join(f'{n} x{k}' for n, k in sorted(Counter(per_asset.values()).items()))}), "
+            f"{spread} s after the credits rose, {early_events} before; "
+            + (
+                f"payload threshold or from_trigger wrong on {mismatched}"
+                if mismatched
+                else "each from the trigger, with its own asset's threshold in the payload"
+            ),
+        )
+        runs = self.runs()
+        per_dag = Counter(r["dag_id"] for r in runs)
+        states = Counter(str(r["state"]) for r in runs)
+        run_types = sorted({str(r["run_type"]) for r in runs})
+        self.report.add(
+            "One run per watcher DAG, all succeed",
+            early_runs == 0
+            and len(per_dag) == self.count
+            and set(per_dag.values()) == {1}
+            and states["success"] == self.count,
+            f"{len(runs)} runs of {len(per_dag)}/{self.count} DAGs (at most "
+            f"{max(per_dag.values(), default=0)} per DAG), {states['success']} success"
+            + (f" ({dict(states)})" if states["success"] != len(runs) else "")
+            + f", run type {', '.join(run_types) or 'none'}; all done {t_done - t_raise:.0f} s after the "
+            f"credits rose, {early_runs} before",
+        )
+
+    def check_state_store(self) -> None:
+        """Each asset's state store holds its watcher's armed state, now false (fired, waiting for a fall)."""
+        disarmed, kinds, keys = 0, set[str](), set[str]()
+        for asset_id in self.index:
+            entries = self.api.call("GET", f"/assets/{asset_id}/state-store")["asset_state_store"]
+            for entry in entries:
+                if entry["key"].startswith(STATE_KEY_PREFIX):
+                    keys.add(entry["key"])
+                    kinds.add(str((entry.get("last_updated_by") or {}).get("kind")))
+                    disarmed += entry["value"] == {"armed": False}
+        self.report.add(
+            "Armed state in the asset state store",
+            disarmed == self.count and len(keys) == self.count,
+            f'{disarmed}/{self.count} assets hold {{"armed": false}} under their own '
+            f"'{STATE_KEY_PREFIX}<hash>' key ({len(keys)} distinct keys; written by: "
+            f"{', '.join(sorted(kinds)) or 'nobody'}); GET /api/v2/assets/<id>/state-store",
+        )
+
+    def restart_triggerer(self) -> float:
+        """Stop the triggerer gracefully (SIGTERM) and start a new one; returns the new one's first poll."""
+        old_jobs = {j for j in self.trigger_jobs().values() if j is not None}
+        old_pid = self.procs.pid("triggerer")
+        self.procs.kill("triggerer", signal.SIGTERM)
+        t_restart = time.time()
+        new_pid = self.procs.start("triggerer", [AIRFLOW, "triggerer"])
+        say(f"stopped the triggerer (SIGTERM, pid {old_pid}, job {sorted(old_jobs)}); started pid {new_pid}")
+        new_jobs: set[int] = set()
+
+        def taken_over() -> bool:
+            nonlocal new_jobs
+            jobs = self.trigger_jobs()
+            new_jobs = {j for j in jobs.values() if j is not None}
+            moved = len(jobs) == self.count and None not in jobs.values() and not new_jobs & old_jobs
+            return moved and self.started_in_log() >= self.count
+
+        wait_for("the new triggerer to run every watcher", taken_over, 120, 1.0, self.procs.ensure_running)
+        t_moved = time.time()
+        t_resumed = self.first_call_after(t_restart, "the first poll of the new triggerer")
+        self.report.add(
+            "Triggerer restart: watchers resume",
+            True,
+            f"all {self.count} watcher triggers moved from job {sorted(old_jobs)} to job "
+            f"{sorted(new_jobs)} {t_moved - t_restart:.0f} s after a graceful restart (SIGTERM, as in a "
+            f"redeploy); first poll {t_resumed - t_restart:.0f} s after it",
+        )
+        return t_resumed
+
+
 # --------------------------------------------------------------------------------------------- main
 
 
@@ -838,7 +1200,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, default=20, help="concurrent DAG runs (default 20)")
     parser.add_argument(
-        "--poke-interval", type=float, default=5.0, help="sensor poke interval, s (default 5)"
+        "--watchers", type=int, default=20, help="asset watchers and watcher DAGs (default 20; 0 skips them)"
+    )
+    parser.add_argument(
+        "--poke-interval",
+        type=float,
+        default=5.0,
+        help="sensor poke interval and watcher poll interval, s (default 5)",
     )
     parser.add_argument("--wait-intervals", type=int, default=5, help="poll intervals measured per phase")
     parser.add_argument("--down-seconds", type=float, default=10.0, help="how long the triggerer stays down")
@@ -857,9 +1225,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def check_browser(live: Live, screenshot: Path, report: Report) -> None:
     """The connection form in Chromium against this api-server (``deploy/browser_form.py``)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import browser_form
-
     for name, passed, detail in browser_form.run(live.api_url, live.fake_url, API_KEY, screenshot, say):
         report.add(name, passed, detail)
 
@@ -867,7 +1232,7 @@ def check_browser(live: Live, screenshot: Path, report: Report) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = Report()
-    deployment = Deployment(args.db, args.runs, args.poke_interval)
+    deployment = Deployment(args.db, args.runs, args.poke_interval, args.watchers)
     keep = True
     atexit.register(lambda: deployment.stop(keep))
 
@@ -880,6 +1245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         live = deployment.start()
         Scenario(live, args, report).run()
+        if args.watchers > 0:
+            WatchScenario(live, args, report).run()
         if args.browser:
             check_browser(live, args.screenshot.resolve(), report)
         code = 1 if report.failed else 0
@@ -895,7 +1262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         keep = code != 0 or args.keep
         deployment.stop(keep)
-    print(f"\nSummary ({args.runs} runs, poke interval {args.poke_interval:g} s, {args.db}, LocalExecutor)")
+    print(
+        f"\nSummary ({args.runs} runs, {args.watchers} watchers, poll interval {args.poke_interval:g} s, "
+        f"{args.db}, LocalExecutor)"
+    )
     print(report.table())
     verdict = {0: "PASSED", 1: "FAILED"}.get(code, "INTERRUPTED")
     print(f"\nDeployment check {verdict} in {time.monotonic() - say.start:.0f} s.")
