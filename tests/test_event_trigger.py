@@ -12,7 +12,7 @@ import importlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,21 @@ def event_trigger(**kwargs: Any) -> TamtamCreditsEventTrigger:
     kwargs.setdefault("credit_type", CT)
     kwargs.setdefault("threshold", 1000)
     return TamtamCreditsEventTrigger(**kwargs)
+
+
+@contextlib.asynccontextmanager
+async def shared_stream_consumers(
+    manager: Any, consumers: list[Coroutine[Any, Any, None]]
+) -> AsyncIterator[None]:
+    """Run subscribers of a SharedStreamManager for the body of the block, then cancel them and stop it."""
+    tasks = [asyncio.ensure_future(consumer) for consumer in consumers]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await manager.stop_all()
 
 
 async def run_until(
@@ -550,17 +565,11 @@ async def test_real_shared_stream_manager_polls_once_for_twenty_watchers(
         finally:
             await manager.unsubscribe(i, key)
 
-    tasks = [asyncio.ensure_future(consume(i)) for i in range(len(triggers))]
     started = time.monotonic()
-    try:
+    async with shared_stream_consumers(manager, [consume(i) for i in range(len(triggers))]):
         while fake_server.request_count < 12:
             assert time.monotonic() - started < 10, "the shared poll did not progress"
             await asyncio.sleep(0.005)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await manager.stop_all()
     elapsed = time.monotonic() - started
     assert fake_server.request_count <= elapsed / interval + 1
     assert [[e.payload["remaining"] for e in es] for es in events] == [[4990, 4990]] * 20
@@ -592,20 +601,13 @@ async def test_shared_stream_members_fail_alone_on_their_own_limit(
         finally:
             await manager.unsubscribe(trigger_id, key)
 
-    tasks = [
-        asyncio.ensure_future(consume("strict", strict, 1)),
-        asyncio.ensure_future(consume("patient", patient, 2)),
-    ]
-    try:
+    async with shared_stream_consumers(
+        manager, [consume("strict", strict, 1), consume("patient", patient, 2)]
+    ):
         for _ in range(400):
             if "patient" in results:
                 break
             await asyncio.sleep(0.005)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await manager.stop_all()
     assert isinstance(results["strict"], TamtamError)
     assert "failed 2 consecutive polls" in str(results["strict"])
     assert results["patient"]["remaining"] == 4990
