@@ -84,6 +84,7 @@ class CreditSummary(BaseModel):
 
     credit_type: str
     remaining: int
+    used: int
     total: int
     lines: tuple[CreditLine, ...]
     known_types: tuple[str, ...]
@@ -95,6 +96,7 @@ class CreditSummary(BaseModel):
         return cls(
             credit_type=credit_type,
             remaining=sum(line.remaining_credits for line in matching),
+            used=sum(line.used_credits for line in matching),
             total=sum(line.total_credits for line in matching),
             lines=matching,
             known_types=tuple(sorted({line.credit_type for line in lines})),

@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow_provider_tamtam._compat import AirflowFailException, stats
 from airflow_provider_tamtam.exceptions import TamtamConfigError, no_task_retry_for_permanent_errors
 from airflow_provider_tamtam.hooks.tamtam import TamtamHook
-from airflow_provider_tamtam.models import CreditLine
+from airflow_provider_tamtam.models import CreditLine, CreditSummary
 
 METRIC_PREFIX = "tamtam.credits"
 
@@ -105,16 +105,15 @@ def format_table(lines: Sequence[CreditLine]) -> str:
 
 def _emit_metrics(lines: Sequence[CreditLine]) -> None:
     """Gauges per credit type, summed over its lines: tagged where the backend has tags, named otherwise."""
-    totals: dict[str, dict[str, int]] = {}
-    for line in lines:
-        sums = totals.setdefault(line.credit_type, {"remaining": 0, "used": 0, "total": 0})
-        sums["remaining"] += line.remaining_credits
-        sums["used"] += line.used_credits
-        sums["total"] += line.total_credits
     metrics = stats()
-    for credit_type, sums in totals.items():
+    for credit_type in dict.fromkeys(line.credit_type for line in lines):
+        summary = CreditSummary.of(list(lines), credit_type)
         safe = re.sub(r"[^A-Za-z0-9_-]", "_", credit_type)
-        for field, value in sums.items():
+        for field, value in (
+            ("remaining", summary.remaining),
+            ("used", summary.used),
+            ("total", summary.total),
+        ):
             metrics.gauge(f"{METRIC_PREFIX}.{field}", value, tags={"credit_type": credit_type})
             metrics.gauge(f"{METRIC_PREFIX}.{field}.{safe}", value)
 
