@@ -46,6 +46,13 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": CONN_FIELDS,
             }
         ],
+        "plugins": [
+            {
+                "name": "tamtam_credits",
+                "plugin-class": "airflow_provider_tamtam.plugins.credits_plugin.TamtamCreditsPlugin",
+            }
+        ],
+        "config": CONFIG,
     }
 
 
@@ -79,4 +86,20 @@ CONN_FIELDS: dict[str, Any] = {
         "description": "Off by default: the credential would cross the network unencrypted.",
         "schema": {"type": ["boolean", "null"], "default": False},
     },
+}
+
+CONFIG: dict[str, Any] = {
+    "tamtam": {
+        "description": "Settings of the Tamtam provider.",
+        "options": {
+            "ui_refresh_seconds": {
+                "description": "Seconds between two readings of one connection's credits by the Tamtam "
+                "credits page of the Airflow UI, however many people look at it (per api-server process).",
+                "version_added": "0.1.0",
+                "type": "integer",
+                "example": "300",
+                "default": "60",
+            }
+        },
+    }
 }
