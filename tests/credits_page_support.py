@@ -9,6 +9,9 @@ from html.parser import HTMLParser
 from typing import Any
 
 PAGE = "/tamtam/"
+#: Airflow 3.1 puts an unset ``[api_auth] jwt_issuer`` into tokens as ``[]``, which PyJWT 2.10+ refuses
+#: to sign; a deployment sets an issuer anyway, and so do these tests.
+JWT_ISSUER_ENV = {"AIRFLOW__API_AUTH__JWT_ISSUER": "tamtam-provider-tests"}
 
 
 def unique_conn_id(prefix: str = "tt_page") -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from airflow_provider_tamtam.plugins.credits_page import (
 from airflow_provider_tamtam.plugins.page_sections import PageSection, SectionRow, load_optional_sources
 from airflow_provider_tamtam.testing import FakeTamtamServer, delay_fault
 from tests.conftest import API_KEY
-from tests.credits_page_support import bearer, conn_json, read_cards, unique_conn_id
+from tests.credits_page_support import JWT_ISSUER_ENV, bearer, conn_json, read_cards, unique_conn_id
 
 LINE = CreditLine(credit_type="Exports", used_credits=1, total_credits=10, remaining_credits=9)
 
@@ -198,11 +199,15 @@ def test_environment_connections_of_type_tamtam_in_both_forms() -> None:
 
 
 @pytest.fixture(scope="module")
-def auth_manager_ready(airflow_db: Any) -> None:
+def auth_manager_ready(airflow_db: Any) -> Iterator[None]:
     """Build the api-server app once: it sets up the auth manager that the page's access checks use."""
     from airflow.api_fastapi.app import create_app
 
-    create_app()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in JWT_ISSUER_ENV.items():
+            patch.setenv(key, value)
+        create_app()
+        yield
 
 
 @pytest.fixture

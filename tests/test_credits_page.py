@@ -21,7 +21,15 @@ import pytest
 
 from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line, status_fault
 from tests.conftest import API_KEY, JWT
-from tests.credits_page_support import PAGE, bearer, conn_json, read_cards, token_for, unique_conn_id
+from tests.credits_page_support import (
+    JWT_ISSUER_ENV,
+    PAGE,
+    bearer,
+    conn_json,
+    read_cards,
+    token_for,
+    unique_conn_id,
+)
 
 LINES = [
     credit_line("MaxKeyAccountsUnlocked", used=10, total=5000),
@@ -31,11 +39,14 @@ LINES = [
 
 
 @pytest.fixture(scope="module")
-def api_app(airflow_db: Path) -> Any:
+def api_app(airflow_db: Path) -> Iterator[Any]:
     """The api-server's whole FastAPI app, built once: plugins load once per process, as in production."""
     from airflow.api_fastapi.app import create_app
 
-    return create_app()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in JWT_ISSUER_ENV.items():
+            patch.setenv(key, value)
+        yield create_app()
 
 
 @pytest.fixture
