@@ -273,3 +273,24 @@ def test_plugin_loads_once_whether_providers_are_discovered_lazily_or_not(
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["names"].count("tamtam_credits") == 1
     assert loaded["errors"] == {}
+
+
+def test_provider_info_declares_the_plugin_and_the_refresh_setting(airflow_db: Path) -> None:
+    import airflow
+    import jsonschema
+
+    from airflow_provider_tamtam import get_provider_info
+    from tests.conftest import airflow_cli
+
+    info = get_provider_info()
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(info, schema)
+    assert info["plugins"] == [
+        {
+            "name": "tamtam_credits",
+            "plugin-class": "airflow_provider_tamtam.plugins.credits_plugin.TamtamCreditsPlugin",
+        }
+    ]
+    setting = airflow_cli("config", "get-value", "tamtam", "ui_refresh_seconds")
+    assert setting.returncode == 0, setting.stderr[-2000:]
+    assert setting.stdout.strip().splitlines()[-1] == "60"

@@ -35,11 +35,16 @@ def test_wheel_and_sdist_build_and_pass_twine_check(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     names = zipfile.ZipFile(out / artifacts[0]).namelist()
     assert "airflow_provider_tamtam/py.typed" in names
+    assert "airflow_provider_tamtam/plugins/templates/credits.html" in names
     assert not [n for n in names if n.startswith("tests/")]
     entry_points = zipfile.ZipFile(out / artifacts[0]).read(
         "airflow_provider_tamtam-0.1.0.dist-info/entry_points.txt"
     )
     assert (
         b"[apache_airflow_provider]\nprovider_info = airflow_provider_tamtam:get_provider_info"
+        in entry_points
+    )
+    assert (
+        b"[airflow.plugins]\ntamtam_credits = airflow_provider_tamtam.plugins.credits_plugin:entry_point_plugin"
         in entry_points
     )
