@@ -167,7 +167,12 @@ def run(
             page.set_viewport_size({"width": 1280, "height": 800})
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot))
-            log(f"browser: saved the credits page to {display_path(screenshot)}")
+            dark = screenshot.with_name(screenshot.stem + "-dark" + screenshot.suffix)
+            page.emulate_media(color_scheme="dark")  # the page follows prefers-color-scheme
+            frame.locator("body").wait_for()
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(dark))
+            log(f"browser: saved the credits page to {display_path(screenshot)} and {display_path(dark)}")
     finally:
         deleted = rest.delete(f"{api_url}/api/v2/connections/{conn_id}", timeout=60)
         if deleted.status_code != 204:
