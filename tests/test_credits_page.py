@@ -158,6 +158,21 @@ async def test_failing_connections_show_their_error_without_secrets(
         assert secret not in response.text
 
 
+async def test_a_key_that_the_api_echoes_in_an_error_is_masked(
+    client: httpx.AsyncClient, fake_server: FakeTamtamServer, define_conn: Any
+) -> None:
+    conn_id = define_conn(host=fake_server.url, password=API_KEY)
+    problem = {"title": "Bad Request", "status": 400, "detail": f"key {API_KEY} may not do this"}
+    fake_server.add_faults(status_fault(400, problem=problem))
+
+    response = await client.get(PAGE, headers=bearer("op"))
+
+    error = read_cards(response.text)[conn_id].error
+    assert "HTTP 400" in error
+    assert "key *** may not do this" in error
+    assert API_KEY not in response.text
+
+
 async def test_server_errors_are_retried_by_the_hook_then_shown(
     client: httpx.AsyncClient, fake_server: FakeTamtamServer, define_conn: Any
 ) -> None:

@@ -55,14 +55,23 @@ async def fetch_with_hook(conn_id: str) -> list[CreditLine]:
 
 
 def describe_failure(exc: BaseException) -> str:
-    """A message fit for the page: the provider's own (credential-free) errors verbatim, else the type only.
+    """A message fit for the page: the provider's own errors, through Airflow's masker; else the type only.
 
-    Messages of other exceptions may quote anything (a URL, a header); they go to the api-server log, which
-    Airflow's masker filters, and the page shows only what kind of failure it was.
+    The hook registers each connection's password with the masker, so a key that an API error echoes
+    shows as ``***``. Messages of other exceptions may quote anything (a URL, a header); they go to the
+    api-server log, which the masker filters too, and the page shows only what kind of failure it was.
     """
     if isinstance(exc, TamtamError):
-        return str(exc)
+        return str(_redact(str(exc)))
     return f"Unexpected {type(exc).__name__} while reading the credits; the api-server log has the details"
+
+
+def _redact(text: str) -> object:
+    try:
+        from airflow.sdk._shared.secrets_masker import redact
+    except ImportError:  # where the task SDK keeps it elsewhere
+        from airflow.sdk.execution_time.secrets_masker import redact  # type: ignore[no-redef]
+    return redact(text)
 
 
 class CreditReadings:
