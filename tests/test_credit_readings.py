@@ -218,3 +218,37 @@ def page_client(auth_manager_ready: None) -> Any:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api-server")
 
     return make
+
+
+class OnlyAlphaAuthManager:
+    """An auth manager of the 3.1 kind: one connection at a time."""
+
+    def __init__(self) -> None:
+        self.asked: list[Any] = []
+
+    def is_authorized_connection(self, *, method: str, details: Any, user: Any) -> bool:
+        self.asked.append(details)
+        return method == "GET" and details.conn_id.startswith("alpha")
+
+
+class TeamAuthManager(OnlyAlphaAuthManager):
+    """An auth manager of the 3.2+ kind, filtering a set at once, per team."""
+
+    def filter_authorized_connections(
+        self, *, conn_ids: set[str], user: Any, method: str = "GET", team_name: str | None = None
+    ) -> set[str]:
+        self.asked.append(team_name)
+        return {conn_id for conn_id in conn_ids if team_name == "red"}
+
+
+def test_each_user_sees_only_the_connections_their_auth_manager_allows() -> None:
+    from airflow_provider_tamtam.plugins.credits_page import _filter_readable
+
+    one_by_one = OnlyAlphaAuthManager()
+    assert _filter_readable(one_by_one, "someone", {"alpha_1", "beta_1"}, None) == {"alpha_1"}
+    assert sorted(d.conn_id for d in one_by_one.asked) == ["alpha_1", "beta_1"]
+
+    teams = TeamAuthManager()
+    assert _filter_readable(teams, "someone", {"x", "y"}, "red") == {"x", "y"}
+    assert _filter_readable(teams, "someone", {"z"}, None) == set()
+    assert teams.asked == ["red", None]
