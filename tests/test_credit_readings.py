@@ -82,6 +82,27 @@ async def test_a_failing_fetch_is_remembered_for_the_period_too() -> None:
     assert first.lines == ()
 
 
+async def test_a_failure_after_a_success_keeps_the_last_known_lines(page_client: Any) -> None:
+    clock, fetch = Clock(), CountingFetch()
+    readings = CreditReadings(60, fetch=fetch, clock=clock)
+    app = create_credits_app(readings=readings, sources=[], list_connections=lambda user: ["acct"])
+    client = page_client(app)
+    good = read_cards((await client.get("/", headers=bearer("op"))).text)["acct"]
+
+    fetch.fail = TamtamAPIError("Tamtam API answered HTTP 503", status=503)
+    clock.now += 60
+    failed = read_cards((await client.get("/", headers=bearer("op"))).text)["acct"]
+
+    assert fetch.calls == ["acct", "acct"]
+    assert failed.error == "Tamtam API answered HTTP 503"
+    assert failed.rows == good.rows == {"Exports": {"remaining": 9, "used": 1, "total": 10}}
+    assert "Last successful reading" in failed.text
+    assert "Last successful reading" not in good.text
+    assert failed.read_at is not None
+    assert good.read_at is not None
+    assert failed.read_at > good.read_at
+
+
 async def test_unexpected_exceptions_show_their_type_only() -> None:
     fetch = CountingFetch(fail=RuntimeError("boom with Authorization: tt-live-SECRET"))
     readings = CreditReadings(30, fetch=fetch)

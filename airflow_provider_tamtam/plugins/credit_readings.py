@@ -27,12 +27,17 @@ Fetch = Callable[[str], Awaitable[list[CreditLine]]]
 
 @dataclass(frozen=True)
 class CreditsReading:
-    """What one refresh of one connection found: its credit lines, or a credential-free error message."""
+    """What one refresh of one connection found: its credit lines, or a credential-free error message.
+
+    A failed refresh keeps the lines of the last successful one, with ``lines_read_at`` saying when
+    that was, so the page shows the error without losing the last known balance.
+    """
 
     conn_id: str
     read_at: dt.datetime
     lines: tuple[CreditLine, ...] = ()
     error: str | None = None
+    lines_read_at: dt.datetime | None = None
 
 
 @dataclass
@@ -130,7 +135,15 @@ class CreditReadings:
         except Exception as exc:
             if not isinstance(exc, TamtamError):
                 log.exception("Reading the credits of Tamtam connection %r failed", conn_id)
-            slot.reading = CreditsReading(conn_id, _utcnow(), error=describe_failure(exc))
+            last = slot.reading
+            kept_at = (last.lines_read_at or last.read_at) if last is not None and last.lines else None
+            slot.reading = CreditsReading(
+                conn_id,
+                _utcnow(),
+                lines=last.lines if kept_at is not None and last is not None else (),
+                error=describe_failure(exc),
+                lines_read_at=kept_at,
+            )
         finally:
             slot.task = None
 

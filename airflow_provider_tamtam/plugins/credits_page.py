@@ -220,7 +220,7 @@ async def _card(
 ) -> ConnectionCard:
     if reading is None:
         return ConnectionCard(conn_id, None, refreshing=True)
-    sections = await sections_for(sources, conn_id, reading) if reading.error is None else []
+    sections = await sections_for(sources, conn_id, reading) if reading.lines or not reading.error else []
     return ConnectionCard(
         conn_id,
         reading,
