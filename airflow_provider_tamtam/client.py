@@ -99,6 +99,17 @@ class _NoAuthorization(requests.auth.AuthBase):
         return request
 
 
+class _Session(requests.Session):
+    """A session that leaves redirects to the client, which follows them itself with bounded reads.
+
+    With ``allow_redirects=False`` requests still prepares the next hop, reading the whole redirect body
+    and parsing its ``Location`` (raising ``ValueError`` for a bad one) before the caller sees it.
+    """
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
 def _credential_forms(authorization: str) -> list[str]:
     """What a server could echo: the whole Authorization value and, for ``Bearer <jwt>``, the token alone."""
     scheme, _, token = authorization.partition(" ")
@@ -158,7 +169,7 @@ class TamtamClient:
         self._auth = _AuthorizationHeader(authorization)
         self._redact = Redactor(_credential_forms(authorization))
         self._origin = origin(self.url)
-        self._session = requests.Session()
+        self._session = _Session()
         self._session.mount("http://", DeadlineAdapter())
         self._session.mount("https://", DeadlineAdapter())
         self._session.headers.update(
