@@ -27,7 +27,9 @@ async def first_event(trigger: TamtamCreditsTrigger) -> dict[str, Any]:
 
 
 def test_serialize_round_trip() -> None:
-    trigger = TamtamCreditsTrigger("Exports", 5, "tamtam_x", poll_interval=2.5, end_time=1_900_000_000.0)
+    trigger = TamtamCreditsTrigger(
+        "Exports", 5, "tamtam_x", poll_interval=2.5, end_time=1_900_000_000.0, not_before=1_899_999_000.5
+    )
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_tamtam.triggers.tamtam.TamtamCreditsTrigger"
     module, name = path.rsplit(".", 1)
@@ -39,6 +41,7 @@ def test_serialize_round_trip() -> None:
         "tamtam_conn_id": "tamtam_x",
         "poll_interval": 2.5,
         "end_time": 1_900_000_000.0,
+        "not_before": 1_899_999_000.5,
     }
 
 

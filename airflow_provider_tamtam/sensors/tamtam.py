@@ -63,6 +63,8 @@ class TamtamCreditsSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         # One synchronous check first: it fails fast on a bad connection and skips deferring when already met.
+        # The trigger never acts on an answer to a request sent before it (wall clock: another process).
+        checked_at = time.time()
         result = self.poke(context)
         if result.is_done:
             return result.xcom_value
@@ -73,6 +75,7 @@ class TamtamCreditsSensor(BaseSensorOperator):
                 tamtam_conn_id=self.tamtam_conn_id,
                 poll_interval=self.poke_interval,
                 end_time=time.time() + self.timeout,
+                not_before=checked_at,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + self.poke_interval),
@@ -115,7 +118,11 @@ class TamtamCreditsSensor(BaseSensorOperator):
         )
 
     def _check_arguments(self) -> None:
-        """Reject bad templated values with one message before any request."""
+        """Reject bad templated values with one message before any request, failing without task retries."""
+        with no_task_retry_for_permanent_errors():
+            self._check_templated_values()
+
+    def _check_templated_values(self) -> None:
         if not isinstance(self.credit_type, str) or not self.credit_type.strip():
             raise TamtamConfigError(f"credit_type must be a non-empty string, got {self.credit_type!r}")
         try:
