@@ -137,3 +137,16 @@ async def test_rereading_keeps_the_client_until_a_setting_changes(
     edited = await hook.aget_conn(reread=True)
     assert edited is not client
     assert edited.timeout == 2.5
+
+
+def test_a_sync_hook_retries_once_with_a_key_rotated_since_it_read_the_connection(
+    server: FakeTamtamServer, tamtam_conn: Callable[..., str]
+) -> None:
+    tamtam_conn(host=server.url, password=OLD_KEY)
+    hook = TamtamHook()
+    hook.get_credits()
+    tamtam_conn(host=server.url, password=NEW_KEY)
+    server.api_key = NEW_KEY
+    assert hook.get_credits()[0].credit_type == "Exports"
+    assert keys_sent(server) == [OLD_KEY, OLD_KEY, NEW_KEY]
+    assert [request.status for request in server.requests] == [200, 401, 200]

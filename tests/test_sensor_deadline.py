@@ -61,19 +61,25 @@ async def test_a_trigger_past_its_end_time_still_gets_one_quick_check(
 
 
 @pytest.fixture
-def hanging_after_first_check(
+def deadline_dags(
     airflow_db: Path,
     install_dag: Callable[[Path], Path],
-    tamtam_conn: Callable[..., str],
     fake_server: FakeTamtamServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Path:
-    """The worker's check is answered (short of credits); every later request hangs past its timeout."""
     monkeypatch.setenv("TAMTAM_TEST_OUT", str(tmp_path))
+    return install_dag(DAGS)
+
+
+@pytest.fixture
+def hanging_after_first_check(
+    deadline_dags: Path, tamtam_conn: Callable[..., str], fake_server: FakeTamtamServer
+) -> Path:
+    """The worker's check is answered (short of credits); every later request hangs past its timeout."""
     tamtam_conn(extra={"max_retries": 0, "timeout": 3})
     fake_server.add_faults(malformed_fault(json.dumps({"credits": SHORT}).encode()), *[delay_fault(8)] * 6)
-    return install_dag(DAGS)
+    return deadline_dags
 
 
 @pytest.mark.parametrize(
@@ -88,3 +94,15 @@ def test_the_sensor_times_out_instead_of_retrying_while_the_api_hangs(
     assert (str(ti.state), ti.try_number) == (state, 1)  # retries=2, yet one try
     if state == "failed":
         assert "Timed out waiting for 5 Exports credits" in capfd.readouterr().out
+
+
+def test_the_sensor_times_out_once_when_even_its_first_check_hangs(
+    deadline_dags: Path, tamtam_conn: Callable[..., str], fake_server: FakeTamtamServer
+) -> None:
+    tamtam_conn(extra={"timeout": 1})  # five retries by default: ~2 minutes of trying for each check
+    fake_server.add_faults(*[delay_fault(3)] * 20)
+    started = time.monotonic()
+    dag_run = load_dag(deadline_dags, "fail_once_sensor_deadline").test()
+    (ti,) = dag_run.get_task_instances()
+    assert (str(ti.state), ti.try_number) == ("failed", 1)
+    assert time.monotonic() - started < 30  # today ~5 s: the check's retries end at the sensor's timeout

@@ -15,6 +15,7 @@ from airflow_provider_tamtam._compat import (
     AirflowSkipException,
     conf,
 )
+from airflow_provider_tamtam.client import RetryPolicy
 from airflow_provider_tamtam.exceptions import (
     TamtamConfigError,
     TamtamError,
@@ -65,16 +66,20 @@ class TamtamCreditsSensor(BaseSensorOperator):
         # One synchronous check first: it fails fast on a bad connection and skips deferring when already met.
         # The trigger never acts on an answer to a request sent before it (wall clock: another process).
         checked_at = time.time()
-        result = self.poke(context)
-        if result.is_done:
-            return result.xcom_value
+        try:
+            result = self.poke(context)
+        except TamtamError as exc:  # transient, and outlasted the hook's retries: the trigger keeps trying
+            self.log.warning("Tamtam credits check failed (%s); waiting in the triggerer", exc)
+        else:
+            if result.is_done:
+                return result.xcom_value
         self.defer(
             trigger=TamtamCreditsTrigger(
                 credit_type=self.credit_type,
                 min_credits=self.min_credits,
                 tamtam_conn_id=self.tamtam_conn_id,
                 poll_interval=self.poke_interval,
-                end_time=time.time() + self.timeout,
+                end_time=checked_at + self.timeout,
                 not_before=checked_at,
             ),
             method_name="execute_complete",
@@ -82,8 +87,10 @@ class TamtamCreditsSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
+        # retries of one check never outlast the sensor's own timeout
+        policy = RetryPolicy(deadline=min(RetryPolicy.deadline, float(self.timeout)))
         with no_task_retry_for_permanent_errors():
-            lines = TamtamHook(self.tamtam_conn_id).get_credits()
+            lines = TamtamHook(self.tamtam_conn_id, retry_policy=policy).get_credits()
         summary = CreditSummary.of(lines, self.credit_type)
         self.log.info(
             "Tamtam credits %s: %d remaining, %d needed%s; waited %s",
