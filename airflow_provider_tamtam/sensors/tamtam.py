@@ -30,9 +30,9 @@ class TamtamCreditsSensor(BaseSensorOperator):
     """Wait until the remaining credits of ``credit_type``, summed over all its lines, reach ``min_credits``.
 
     Works in ``poke``, ``reschedule`` and deferrable mode; deferred sensors on one connection share one
-    request per poll interval in the triggerer. A wrong key or any other non-retryable error fails the task
-    at once, without task retries; transient errors are retried inside the hook first. The XCom return value
-    is the matching credit lines as dicts.
+    request per poll interval in the triggerer. A bad argument, a wrong key or any other non-retryable error
+    fails the task at once, without task retries, in every mode; transient errors are retried inside the
+    hook first, never past ``timeout``. The XCom return value is the matching credit lines as dicts.
 
     :param credit_type: the credit type to check, e.g. ``MaxKeyAccountsUnlocked`` (templated).
     :param min_credits: remaining credits needed (templated).
