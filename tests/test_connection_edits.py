@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -17,6 +16,7 @@ from airflow_provider_tamtam.hooks.tamtam import TamtamHook
 from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line, delay_fault
 from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
 from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
+from tests.trigger_run import first_event
 
 OLD_KEY, NEW_KEY = "tt-old-key-0a1b2c", "tt-new-key-3d4e5f"
 SHORT = [credit_line("Exports", used=9, total=10)]
@@ -31,12 +31,6 @@ def server() -> Iterator[FakeTamtamServer]:
 
 def keys_sent(server: FakeTamtamServer) -> list[str]:
     return [request.headers["Authorization"] for request in server.requests]
-
-
-async def first_event(trigger: TamtamCreditsTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return dict(event.payload)
-    raise AssertionError("the trigger ended without an event")
 
 
 async def test_waiting_triggers_switch_to_a_rotated_key_within_one_interval(

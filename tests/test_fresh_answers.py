@@ -8,20 +8,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line, status_fault
 from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
 from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
+from tests.trigger_run import first_event
 
 SHORT = [credit_line("Exports", used=900, total=1000)]  # 100 remaining
 PLENTY = [credit_line("Exports", used=200, total=1000)]  # 800 remaining
-
-
-async def first_event(trigger: TamtamCreditsTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return dict(event.payload)
-    raise AssertionError("the trigger ended without an event")
 
 
 async def test_a_trigger_started_after_a_failed_poll_does_not_get_its_error(

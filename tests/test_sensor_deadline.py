@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,15 +18,10 @@ from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line, delay
 from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
 from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
 from tests.airflow_run import load_dag
+from tests.trigger_run import first_event
 
 DAGS = Path(__file__).parent / "dags" / "tamtam_test_fail_once_dags.py"
 SHORT = [credit_line("Exports", used=9, total=10)]
-
-
-async def first_event(trigger: TamtamCreditsTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return dict(event.payload)
-    raise AssertionError("the trigger ended without an event")
 
 
 async def test_the_trigger_times_out_on_time_without_cancelling_the_shared_request(
