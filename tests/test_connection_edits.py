@@ -144,3 +144,23 @@ def test_a_sync_hook_retries_once_with_a_key_rotated_since_it_read_the_connectio
     assert hook.get_credits()[0].credit_type == "Exports"
     assert keys_sent(server) == [OLD_KEY, OLD_KEY, NEW_KEY]
     assert [request.status for request in server.requests] == [200, 401, 200]
+
+
+async def test_a_failed_re_read_keeps_the_connection_as_it_was(
+    server: FakeTamtamServer, tamtam_conn: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secrets backend that fails for a moment (not a deleted connection) does not end the wait."""
+    from airflow_provider_tamtam.hooks import tamtam as hook_module
+
+    tamtam_conn(host=server.url, password=OLD_KEY)
+    hook = TamtamHook()
+    client = await hook.aget_conn()
+
+    async def backend_down(conn_id: str) -> object:
+        raise ConnectionResetError("secrets backend unreachable")
+
+    monkeypatch.setattr(hook_module, "aget_connection", backend_down)
+    assert await hook.aget_conn(reread=True) is client
+    assert (await hook.aget_credits(reread_connection=True))[0].credit_type == "Exports"
+    with pytest.raises(ConnectionResetError):  # with nothing to fall back on, the failure is the caller's
+        await TamtamHook().aget_conn()

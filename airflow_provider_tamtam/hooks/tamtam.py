@@ -93,6 +93,16 @@ class TamtamHook(BaseHook):
                 conn = await aget_connection(self.tamtam_conn_id)
             except AirflowNotFoundException:
                 raise self._missing_connection() from None
+            except Exception as exc:
+                if self._client is None:
+                    raise
+                # a secrets backend or metadata database that fails for a moment must not end every wait
+                self.log.warning(
+                    "Could not re-read Tamtam connection %r (%s); keeping it as it was",
+                    self.tamtam_conn_id,
+                    type(exc).__name__,
+                )
+                return self._client
             password = self._changed_password(conn)
             if password is not None:
                 await amask_secret(password)
