@@ -268,6 +268,8 @@ def test_each_user_sees_only_the_connections_their_auth_manager_allows() -> None
     one_by_one = OnlyAlphaAuthManager()
     assert _filter_readable(one_by_one, "someone", {"alpha_1", "beta_1"}, None) == {"alpha_1"}
     assert sorted(d.conn_id for d in one_by_one.asked) == ["alpha_1", "beta_1"]
+    assert _filter_readable(one_by_one, "someone", {"alpha_2"}, "blue") == {"alpha_2"}
+    assert one_by_one.asked[-1].team_name == "blue"
 
     teams = TeamAuthManager()
     assert _filter_readable(teams, "someone", {"x", "y"}, "red") == {"x", "y"}

@@ -163,7 +163,7 @@ def _filter_readable(auth_manager: Any, user: Any, conn_ids: set[str], team_name
         conn_id
         for conn_id in conn_ids
         if auth_manager.is_authorized_connection(
-            method="GET", details=ConnectionDetails(conn_id=conn_id), user=user
+            method="GET", details=ConnectionDetails(conn_id=conn_id, team_name=team_name), user=user
         )
     }
 
