@@ -75,7 +75,7 @@ class _AuthorizationHeader(requests.auth.AuthBase):
     """Sets the Authorization header per request; its repr never shows the value.
 
     Passing auth this way (not as a plain header) also stops requests from swapping in ``~/.netrc``
-    credentials, and requests drops it on a redirect to another host.
+    credentials; the client passes it only for the base URL's origin (see ``_exchange``).
     """
 
     __slots__ = ("_value",)
@@ -277,7 +277,7 @@ class TamtamClient:
             left = deadline.remaining()
             if left <= 0:
                 raise self._expired()
-            auth = self._auth if origin(url) == self._origin else _NoAuthorization()
+            auth = self._auth if url == self.url or origin(url) == self._origin else _NoAuthorization()
             response = self._session.get(
                 url, auth=auth, timeout=(left, self.timeout), stream=True, allow_redirects=False
             )
