@@ -45,7 +45,7 @@ from airflow_provider_tamtam.exceptions import (
 )
 from airflow_provider_tamtam.models import CreditLine, CreditsResponse, Problem, describe_validation_error
 from airflow_provider_tamtam.request_threads import REQUEST_THREADS, connection_key, request_threads
-from airflow_provider_tamtam.server_text import Redactor, clip, snippet
+from airflow_provider_tamtam.server_text import Redactor, clip, redacting_logs, snippet
 
 CREDITS_PATH = "/v2/credits"
 #: Largest body read; the real answer is a few hundred bytes.
@@ -246,7 +246,7 @@ class TamtamClient:
 
     def _attempt(self) -> list[CreditLine]:
         """Send one request and turn the answer into credit lines or a precise, credential-free exception."""
-        with attempt_deadline(self.timeout) as deadline:
+        with attempt_deadline(self.timeout) as deadline, redacting_logs(self._redact):
             try:
                 answer = self._exchange(deadline)
             except TamtamError:

@@ -175,3 +175,24 @@ def test_an_echo_in_the_reason_phrase_is_redacted(
     assert "HTTP 403 *** is revoked" in message
     assert_free_of(message, credential, "test_connection's answer")
     assert_free_of(log_texts(everything_logged), credential, "the logs")
+
+
+@pytest.mark.parametrize(
+    "head",
+    ["X-A: 1\r\nkey {secret} refused\r\n", " {secret}\r\n"],
+    ids=["line_without_colon", "continuation_line"],
+)
+def test_an_echo_in_an_unparsable_header_line_reaches_no_log(
+    tamtam_conn: Callable[..., str],
+    credential: Credential,
+    everything_logged: pytest.LogCaptureFixture,
+    head: str,
+) -> None:
+    raw = f"HTTP/1.1 401 Unauthorized\r\n{head.format(secret=credential.echoed)}Content-Length: 0\r\n\r\n"
+    with RawHTTPServer(answer(raw.encode())) as server:
+        tamtam_conn(host=server.url, password=credential.password, extra=credential.extra)
+        with pytest.raises(TamtamError) as info:
+            TamtamHook(retry_policy=FAST).get_credits()
+    assert_free_of(error_texts(info.value), credential, "the exception")
+    assert any("Failed to parse headers" in record.getMessage() for record in everything_logged.records)
+    assert_free_of(log_texts(everything_logged), credential, "the logs")
