@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -161,6 +162,10 @@ class TamtamClient:
         retry_policy: RetryPolicy | None = None,
         logger: logging.Logger | Any | None = None,
     ) -> None:
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+            raise TamtamConfigError(
+                f"Tamtam timeout must be a finite positive number of seconds, got {timeout!r}"
+            )
         self.url = base_url.rstrip("/") + CREDITS_PATH
         self.timeout = timeout
         self.max_retries = max_retries

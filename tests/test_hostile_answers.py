@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from airflow_provider_tamtam.client import MAX_BODY_BYTES, RetryPolicy, TamtamClient
 from airflow_provider_tamtam.exceptions import (
     RETRYABLE_STATUSES,
+    TamtamConfigError,
     TamtamConnectionError,
     TamtamError,
     TamtamResponseError,
@@ -280,3 +281,13 @@ async def test_the_whole_attempt_bound_holds_for_async_callers_and_retries() -> 
         elapsed = time.monotonic() - start
         assert server.requests == 3
     assert elapsed < 6
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "1e400"])
+def test_a_timeout_that_is_not_finite_is_refused_before_any_request(
+    fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str], timeout: str
+) -> None:
+    tamtam_conn(extra={"timeout": timeout})
+    with pytest.raises(TamtamConfigError, match="timeout must be a finite positive number of seconds"):
+        TamtamHook(retry_policy=FAST).get_credits()
+    assert fake_server.request_count == 0
