@@ -26,6 +26,7 @@ from airflow_provider_tamtam.testing import FakeTamtamServer, malformed_fault, r
 from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
 from tests.conftest import API_KEY, JWT
 from tests.raw_http_server import RawHTTPServer, answer
+from tests.trigger_run import first_event
 
 FAST = RetryPolicy(initial_wait=0.01, max_wait=0.05, deadline=30.0)
 
@@ -102,15 +103,9 @@ def log_texts(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(handler_format.format(record) for record in caplog.records)
 
 
-def first_event(conn_id: str) -> dict[str, Any]:
+def trigger_event(conn_id: str) -> dict[str, Any]:
     trigger = TamtamCreditsTrigger("MaxKeyAccountsUnlocked", 10**9, tamtam_conn_id=conn_id, poll_interval=0.1)
-
-    async def run() -> dict[str, Any]:
-        async for event in trigger.run():
-            return dict(event.payload)
-        raise AssertionError("the trigger ended without an event")
-
-    return asyncio.run(run())
+    return asyncio.run(first_event(trigger))
 
 
 @pytest.mark.parametrize(
@@ -137,7 +132,7 @@ def test_an_echoed_credential_reaches_no_error_answer_event_or_log(
     assert_free_of(message, credential, "test_connection's answer")
 
     fake_server.add_faults(echo_faults(credential.echoed)[fault])
-    event = first_event("tamtam_default")
+    event = trigger_event("tamtam_default")
     assert event["status"] == "error"
     assert_free_of(json.dumps(event), credential, "the trigger's error event")
 

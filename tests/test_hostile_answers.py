@@ -27,8 +27,10 @@ from airflow_provider_tamtam.exceptions import (
 from airflow_provider_tamtam.hooks.tamtam import TamtamHook
 from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line, redirect_fault, status_fault
 from airflow_provider_tamtam.testing.fake_server import StatusFault
+from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
 from tests.conftest import API_KEY
 from tests.raw_http_server import RawHTTPServer, answer
+from tests.trigger_run import first_event
 
 FAST = RetryPolicy(initial_wait=0.01, max_wait=0.05, deadline=30.0)
 LINES = [credit_line("MaxKeyAccountsUnlocked", used=10, total=5000)]
@@ -75,6 +77,17 @@ def test_an_unusable_redirect_is_a_response_error(
     ok, message = TamtamHook(retry_policy=FAST).test_connection()
     assert not ok
     assert expected in message
+
+
+@pytest.mark.parametrize("fault", [redirect_fault("http://[::1"), redirect_fault("http://127.0.0.1:99999/")])
+async def test_a_trigger_reports_garbage_as_an_error_event(
+    fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str], fault: StatusFault
+) -> None:
+    tamtam_conn()
+    fake_server.add_faults(fault)
+    event = await first_event(TamtamCreditsTrigger("MaxKeyAccountsUnlocked", 1, poll_interval=0.1))
+    assert event["status"] == "error"
+    assert "redirected to an unusable URL" in event["message"]
 
 
 def test_a_redirect_loop_stops(fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str]) -> None:
