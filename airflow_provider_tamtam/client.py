@@ -35,7 +35,7 @@ from tenacity import (
 
 from airflow_provider_tamtam import __version__
 from airflow_provider_tamtam.attempt_deadline import AttemptDeadline, DeadlineAdapter, attempt_deadline
-from airflow_provider_tamtam.base_url import normalize_base_url, origin
+from airflow_provider_tamtam.base_url import AuthorizationHeader, NoAuthorization, normalize_base_url, origin
 from airflow_provider_tamtam.exceptions import (
     TamtamAPIError,
     TamtamAuthError,
@@ -46,7 +46,7 @@ from airflow_provider_tamtam.exceptions import (
 )
 from airflow_provider_tamtam.models import CreditLine, CreditsResponse, Problem, describe_validation_error
 from airflow_provider_tamtam.request_threads import REQUEST_THREADS, connection_key, request_threads
-from airflow_provider_tamtam.server_text import Redactor, clip, redacting_logs, snippet
+from airflow_provider_tamtam.server_text import Redactor, clip, credential_forms, redacting_logs, snippet
 
 CREDITS_PATH = "/v2/credits"
 #: Largest body read; the real answer is a few hundred bytes.
@@ -72,34 +72,6 @@ class RetryPolicy:
     retry_after_cap: float = 60.0
 
 
-class _AuthorizationHeader(requests.auth.AuthBase):
-    """Sets the Authorization header per request; its repr never shows the value.
-
-    Passing auth this way (not as a plain header) also stops requests from swapping in ``~/.netrc``
-    credentials; the client passes it only for the base URL's origin (see ``_exchange``).
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = self._value
-        return request
-
-    def __repr__(self) -> str:
-        return "<Authorization: redacted>"
-
-
-class _NoAuthorization(requests.auth.AuthBase):
-    """No credential (after a redirect to another origin); also keeps requests from reading ``~/.netrc``."""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers.pop("Authorization", None)
-        return request
-
-
 class _Session(requests.Session):
     """A session that leaves redirects to the client, which follows them itself with bounded reads.
 
@@ -109,12 +81,6 @@ class _Session(requests.Session):
 
     def get_redirect_target(self, resp: requests.Response) -> None:
         return None
-
-
-def _credential_forms(authorization: str) -> list[str]:
-    """What a server could echo: the whole Authorization value and, for ``Bearer <jwt>``, the token alone."""
-    scheme, _, token = authorization.partition(" ")
-    return [authorization, token.strip()] if scheme.lower() == "bearer" and token.strip() else [authorization]
 
 
 class _Answer(NamedTuple):
@@ -171,8 +137,8 @@ class TamtamClient:
         self.max_retries = max_retries
         self.retry_policy = retry_policy or RetryPolicy()
         self.log = logger or logging.getLogger(__name__)
-        self._auth = _AuthorizationHeader(authorization)
-        self._redact = Redactor(_credential_forms(authorization))
+        self._auth = AuthorizationHeader(authorization)
+        self._redact = Redactor(credential_forms(authorization))
         self._origin = origin(self.url)
         self._session = _Session()
         self._session.mount("http://", DeadlineAdapter())
@@ -282,7 +248,7 @@ class TamtamClient:
             left = deadline.remaining()
             if left <= 0:
                 raise self._expired()
-            auth = self._auth if url == self.url or origin(url) == self._origin else _NoAuthorization()
+            auth = self._auth if url == self.url or origin(url) == self._origin else NoAuthorization()
             response = self._session.get(
                 url, auth=auth, timeout=(left, self.timeout), stream=True, allow_redirects=False
             )

@@ -67,6 +67,12 @@ class Redactor:
         return value
 
 
+def credential_forms(authorization: str) -> list[str]:
+    """What a server could echo: the whole Authorization value and, for ``Bearer <jwt>``, the token alone."""
+    scheme, _, token = authorization.partition(" ")
+    return [authorization, token.strip()] if scheme.lower() == "bearer" and token.strip() else [authorization]
+
+
 def clip(text: str, length: int = SNIPPET_LENGTH) -> str:
     """``text`` on one line and at most ``length`` characters, an ellipsis marking a cut."""
     flat = " ".join(text[: length * 4].split())
