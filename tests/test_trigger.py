@@ -195,6 +195,23 @@ async def test_callers_during_a_refresh_get_the_recent_answer_without_waiting(
     assert fake_server.request_count == 2
 
 
+async def test_an_answer_two_intervals_old_is_not_served_even_during_a_refresh(
+    fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str]
+) -> None:
+    tamtam_conn()
+    poll = SharedCreditsPoll.for_connection("tamtam_default")
+    await poll.get_credits(0.2)
+    fake_server.set_credits(ENOUGH)
+    fake_server.latency = 0.5
+    await asyncio.sleep(0.42)  # just older than two 0.2 s intervals (a slow machine only makes it older)
+    refresher = asyncio.create_task(poll.get_credits(0.2))
+    await asyncio.sleep(0)  # the refresher sends its request
+    late = await poll.get_credits(0.2)  # joins the refresh in flight rather than take the old answer
+    assert late[0].to_dict() == ENOUGH[0]
+    assert (await refresher)[0].to_dict() == ENOUGH[0]
+    assert fake_server.request_count == 2
+
+
 async def test_a_failed_answer_is_never_served_stale(
     fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str]
 ) -> None:
