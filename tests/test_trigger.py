@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -15,19 +14,16 @@ from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line, statu
 from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
 from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
 from tests.conftest import API_KEY
+from tests.trigger_run import first_event
 
 SHORT = [credit_line("Exports", used=9, total=10)]
 ENOUGH = [credit_line("Exports", used=0, total=10)]
 
 
-async def first_event(trigger: TamtamCreditsTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return dict(event.payload)
-    raise AssertionError("the trigger ended without an event")
-
-
 def test_serialize_round_trip() -> None:
-    trigger = TamtamCreditsTrigger("Exports", 5, "tamtam_x", poll_interval=2.5, end_time=1_900_000_000.0)
+    trigger = TamtamCreditsTrigger(
+        "Exports", 5, "tamtam_x", poll_interval=2.5, end_time=1_900_000_000.0, not_before=1_899_999_000.5
+    )
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_tamtam.triggers.tamtam.TamtamCreditsTrigger"
     module, name = path.rsplit(".", 1)
@@ -39,6 +35,7 @@ def test_serialize_round_trip() -> None:
         "tamtam_conn_id": "tamtam_x",
         "poll_interval": 2.5,
         "end_time": 1_900_000_000.0,
+        "not_before": 1_899_999_000.5,
     }
 
 
