@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import requests
 import sqlalchemy
 
 from deploy.clients import Rate, epoch
@@ -82,8 +83,22 @@ class WatchScenario(Scenario):
         return [a for a in self.api.call("GET", path)["assets"] if a["name"].startswith(WATCH_ASSET_PREFIX)]
 
     def events(self) -> list[dict[str, Any]]:
+        """The check's asset events, via the REST API.
+
+        Airflow 3.3.2 fails this call (HTTP 500, or a dropped connection) while a run that an event created
+        has not started yet: the response model requires the run's ``start_date``, still null then. On a
+        busy machine that window is seconds long, so a failed call is tried again for up to 30 s.
+        """
         path = f"/assets/events?name_prefix_pattern={WATCH_ASSET_PREFIX}&limit=200"
-        events = self.api.call("GET", path)["asset_events"]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                events = self.api.call("GET", path)["asset_events"]
+                break
+            except (CheckFailed, requests.ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
         return [e for e in events if str(e.get("name") or "").startswith(WATCH_ASSET_PREFIX)]
 
     def runs(self) -> list[dict[str, Any]]:
