@@ -12,9 +12,10 @@ browser signs in through Airflow's login form and a viewer must be refused (403)
 ``simple_auth_manager_all_admins`` every request is an admin's, the api-server's own routes included, so
 the refusal of anonymous requests cannot be shown there and is reported as not checked.
 
-A deployment check calls :func:`run` while its deployment is up. Stand-alone::
+``deploy/credits_page_scenario.py`` calls :func:`run` in ``make deploy-check``. Stand-alone, from the
+repository root::
 
-    .venv/bin/python deploy/browser_credits_page.py --api-url http://127.0.0.1:8080 \
+    .venv/bin/python -m deploy.browser_credits_page --api-url http://127.0.0.1:8080 \
         --fake-url http://127.0.0.1:9999/api --api-key KEY [--user admin:PW --viewer viewer:PW]
 """
 
@@ -28,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from browser_form import _browser_page, display_path, ensure_dependencies
 
-REPO = Path(__file__).resolve().parent.parent
+from deploy.browser_form import _browser_page, ensure_dependencies
+from deploy.report import REPO, display_path
+
 PAGE_PATH = "/tamtam/"
 NAV_MENU = "Browse"
 NAV_ENTRY = "Tamtam credits"
