@@ -8,40 +8,30 @@ which answers all of them from one request per interval and event loop.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import logging
 import math
-import re
 from collections.abc import AsyncIterator, Hashable
-from fractions import Fraction
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, cast
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_tamtam.exceptions import TamtamAuthError, TamtamConfigError, TamtamError
-from airflow_provider_tamtam.models import CreditLine
-from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
+from airflow_provider_tamtam.exceptions import TamtamConfigError
+from airflow_provider_tamtam.triggers.credit_conditions import CONDITIONS, Threshold
+from airflow_provider_tamtam.triggers.credit_snapshots import (
+    credit_snapshot,
+    error_snapshot,
+    poll_snapshots,
+    rebuild_error,
+)
+from airflow_provider_tamtam.triggers.watcher_state import AsyncStateStore, WatcherState
 
 __all__ = ["HAS_SHARED_STREAMS", "TamtamCreditsEventTrigger", "credit_snapshot", "error_snapshot"]
-
-log = logging.getLogger(__name__)
 
 #: Whether the installed Airflow can run one poll loop for many watchers (the shared-stream API, 3.3+).
 HAS_SHARED_STREAMS = hasattr(BaseEventTrigger, "open_shared_stream")
 
-CONDITIONS = ("at_least", "below")
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _STATE_KEY_PREFIX = "tamtam_credits_event:"
-
-
-class AsyncStateStore(Protocol):
-    """The async half of Airflow's asset state store accessor, which is all this trigger calls."""
-
-    async def aget(self, key: str, default: Any = None) -> Any: ...
-
-    async def aset(self, key: str, value: Any) -> None: ...
 
 
 class TamtamCreditsEventTrigger(BaseEventTrigger):
@@ -107,10 +97,9 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         self.tamtam_conn_id = tamtam_conn_id
         self.poll_interval = float(poll_interval)
         self.max_consecutive_failures = max_consecutive_failures
-        self._count, self._share = _parse_threshold(threshold)
+        self._threshold = Threshold.parse(threshold)
         # Edge and failure state, shared by the shared-stream and the standalone path.
-        self._armed: bool | None = None  # None: not read from the state store yet
-        self._store: AsyncStateStore | None = None
+        self._state = WatcherState(self.state_key, credit_type, self.log)
         self._failures = 0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -141,7 +130,7 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         Only the connection and the interval are read from ``kwargs``: they are all that the group's
         members have in common. Errors become snapshots too, so that each watcher counts them itself.
         """
-        async for snapshot in _poll_snapshots(str(kwargs["tamtam_conn_id"]), float(kwargs["poll_interval"])):
+        async for snapshot in poll_snapshots(str(kwargs["tamtam_conn_id"]), float(kwargs["poll_interval"])):
             yield snapshot
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
@@ -171,20 +160,14 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         process cost one request per interval and connection between them. The loop runs for as long as
         the triggerer keeps the watcher, firing each time the condition is crossed.
         """
-        async for event in self.filter_shared_stream(
-            _poll_snapshots(self.tamtam_conn_id, self.poll_interval)
-        ):
+        async for event in self.filter_shared_stream(poll_snapshots(self.tamtam_conn_id, self.poll_interval)):
             yield event
 
     # ------------------------------------------------------------------ edge and failure logic
 
     def condition_holds(self, remaining: int, total: int) -> bool:
         """Compare the summed remaining credits with the threshold, exactly (no float rounding)."""
-        if self._share is None:
-            at_least = remaining >= self._count
-        else:
-            ratio = Fraction(remaining, total) if total > 0 else Fraction(0)
-            at_least = ratio >= self._share
+        at_least = self._threshold.reached(remaining, total)
         return at_least if self.condition == "at_least" else not at_least
 
     @property
@@ -205,7 +188,7 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         remaining = sum(int(line["remaining_credits"]) for line in lines)
         total = sum(int(line["total_credits"]) for line in lines)
         holds = self.condition_holds(remaining, total)
-        armed = self._armed if self._armed is not None else await self._load_armed()
+        armed = await self._load_armed()
         self.log.debug(
             "Tamtam credits %s: %d of %d remaining, condition %s %s %s, armed %s",
             self.credit_type,
@@ -217,7 +200,7 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
             armed,
         )
         if holds and armed:
-            await self._save_armed(False)
+            await self._state.save(False)
             self.log.info(
                 "Tamtam credits %s: %d of %d remaining is %s %s; firing",
                 self.credit_type,
@@ -232,14 +215,14 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
                     "remaining": remaining,
                     "total": total,
                     "threshold": self.threshold,
-                    "threshold_credits": self._threshold_credits(total),
+                    "threshold_credits": self._threshold.credits(total),
                     "condition": self.condition,
                     "tamtam_conn_id": self.tamtam_conn_id,
                     "lines": [dict(line) for line in lines],
                 }
             )
         if not holds and not armed:
-            await self._save_armed(True)
+            await self._state.save(True)
             self.log.info(
                 "Tamtam credits %s: %d of %d remaining is no longer %s %s; armed again",
                 self.credit_type,
@@ -257,10 +240,10 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         )
         message = str(error.get("message", "unknown error"))
         if not error.get("retryable", False):
-            raise _rebuild_error(error, f"{where} stopped on an error that retrying cannot fix: {message}")
+            raise rebuild_error(error, f"{where} stopped on an error that retrying cannot fix: {message}")
         self._failures += 1
         if self._failures >= self.max_consecutive_failures:
-            raise _rebuild_error(
+            raise rebuild_error(
                 error, f"{where} failed {self._failures} consecutive polls; last error: {message}"
             )
         self.log.warning(
@@ -272,125 +255,7 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
             message,
         )
 
-    def _threshold_credits(self, total: int) -> float | int:
-        if self._share is None:
-            return self._count
-        return float(self._share * total)
-
     async def _load_armed(self) -> bool:
         """Whether the next true condition fires; read once from the asset state store, if there is one."""
-        if self._armed is not None:
-            return self._armed
-        self._armed = True
         store = cast("AsyncStateStore | None", getattr(self, "asset_state_store", None))
-        if store is None:
-            return self._armed
-        try:
-            saved = await store.aget(self.state_key, None)
-        except Exception as exc:
-            # e.g. one trigger watching several assets: the accessor then needs an asset to be named
-            self.log.warning(
-                "Tamtam credits watcher for %r: the asset state store is unusable (%s: %s); keeping the "
-                "armed state in memory, so a triggerer restart may fire once more for the same crossing",
-                self.credit_type,
-                type(exc).__name__,
-                exc,
-            )
-            return self._armed
-        self._store = store
-        if isinstance(saved, dict) and isinstance(saved.get("armed"), bool):
-            self._armed = bool(saved["armed"])
-        return self._armed
-
-    async def _save_armed(self, armed: bool) -> None:
-        self._armed = armed
-        if self._store is None:
-            return
-        try:
-            await self._store.aset(self.state_key, {"armed": armed})
-        except Exception as exc:
-            self.log.warning(
-                "Tamtam credits watcher for %r: could not save its armed state (%s: %s)",
-                self.credit_type,
-                type(exc).__name__,
-                exc,
-            )
-
-
-def _parse_threshold(threshold: object) -> tuple[int, Fraction | None]:
-    """Split a threshold into a credit count or a share of the total (as an exact fraction)."""
-    if isinstance(threshold, int) and not isinstance(threshold, bool):
-        if threshold < 0:
-            raise TamtamConfigError(f"threshold must be >= 0, got {threshold!r}")
-        return threshold, None
-    if isinstance(threshold, str):
-        match = _PERCENT.match(threshold)
-        if match:
-            percent = Fraction(match.group(1))
-            if percent > 100:
-                raise TamtamConfigError(
-                    f"threshold percentage must be between 0% and 100%, got {threshold!r}"
-                )
-            return 0, percent / 100
-    raise TamtamConfigError(
-        "threshold must be a whole number of credits >= 0 or a percentage of the total such as '5%', "
-        f"got {threshold!r}"
-    )
-
-
-def _rebuild_error(error: dict[str, Any], message: str) -> TamtamError:
-    """The exception to fail the trigger with: the poll error's class where it matters, a new message."""
-    kind = error.get("kind")
-    if kind == "TamtamAuthError":
-        return TamtamAuthError(message, status=int(error.get("status") or 401))
-    if kind == "TamtamConfigError":
-        return TamtamConfigError(message)
-    return TamtamError(message)
-
-
-def credit_snapshot(lines: list[CreditLine]) -> dict[str, Any]:
-    """The raw stream item for a successful poll: every credit line of the account, as plain dicts."""
-    return {"lines": [line.to_dict() for line in lines], "error": None}
-
-
-def error_snapshot(exc: TamtamError) -> dict[str, Any]:
-    """The raw stream item for a failed poll: the error's message (free of secrets), class and status."""
-    return {
-        "lines": None,
-        "error": {
-            "message": str(exc),
-            "kind": type(exc).__name__,
-            "status": getattr(exc, "status", None),
-            "retryable": exc.retryable,
-        },
-    }
-
-
-async def _poll_snapshots(tamtam_conn_id: str, poll_interval: float) -> AsyncIterator[dict[str, Any]]:
-    """Read the credits every ``poll_interval`` seconds, sleeping after every outcome, forever.
-
-    Watchers that received the same answer from the connection's :class:`SharedCreditsPoll` also get
-    the same snapshot object, built once.
-    """
-    poll = SharedCreditsPoll.for_connection(tamtam_conn_id)
-    while True:
-        outcome: list[CreditLine] | TamtamError
-        try:
-            outcome = await poll.get_credits(max_age=poll_interval)
-        except TamtamError as exc:
-            log.debug("Tamtam credits poll on connection %r failed: %s", tamtam_conn_id, exc)
-            outcome = exc
-        last = _LAST_SNAPSHOTS.get(tamtam_conn_id)
-        if last is not None and last[0] is outcome:
-            snapshot = last[1]
-        elif isinstance(outcome, TamtamError):
-            snapshot = error_snapshot(outcome)
-        else:
-            snapshot = credit_snapshot(outcome)
-        _LAST_SNAPSHOTS[tamtam_conn_id] = (outcome, snapshot)
-        yield snapshot
-        await asyncio.sleep(poll_interval)
-
-
-#: The latest poll outcome per connection and the snapshot built from it (outcomes are compared by identity).
-_LAST_SNAPSHOTS: dict[str, tuple[object, dict[str, Any]]] = {}
+        return await self._state.load(store)
