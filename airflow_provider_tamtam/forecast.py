@@ -1,0 +1,148 @@
+"""Burn rates and run-out forecasts of credits, shared by the audit operator and the credits watcher.
+
+The rate is the least-squares slope of ``used_credits`` over time, as Prometheus' ``predict_linear`` fits
+it (two samples give the plain ``Δused / Δtime``); the forecast is ``remaining / rate``. It assumes a
+linear burn, and a drop of ``used_credits`` (a new billing period) starts the history afresh.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from airflow_provider_tamtam.exceptions import TamtamConfigError
+
+__all__ = [
+    "UsageHistory",
+    "format_duration",
+    "format_rate",
+    "least_squares_slope",
+    "parse_horizon",
+    "runs_out_in",
+]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_HORIZON = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+
+
+def parse_horizon(value: object, name: str = "threshold") -> float:
+    """Seconds from an int or float > 0, a timedelta, or a string such as ``"45s"``, ``"90m"``, ``"36h"``,
+    ``"3d"``; anything else is a :class:`TamtamConfigError` naming ``name``."""
+    seconds: float | None = None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _HORIZON.match(value)
+        if match:
+            seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise TamtamConfigError(
+            f"{name} must be a duration > 0: seconds, a timedelta, or a string such as '45s', '90m', "
+            f"'36h' or '3d', got {value!r}"
+        )
+    return seconds
+
+
+def least_squares_slope(points: Sequence[tuple[float, float]]) -> float | None:
+    """The slope of the least-squares line through ``(time, value)`` points, per second; ``None`` when the
+    points do not span any time (fewer than two distinct times)."""
+    if len(points) < 2:
+        return None
+    t0 = points[0][0]  # centre the times near 0: epoch seconds squared lose precision otherwise
+    n = len(points)
+    mean_t = sum(t - t0 for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    sxx = sum((t - t0 - mean_t) ** 2 for t, _ in points)
+    if sxx == 0:
+        return None
+    sxy = sum((t - t0 - mean_t) * (v - mean_v) for t, v in points)
+    return sxy / sxx
+
+
+def runs_out_in(remaining: float, rate: float | None) -> float | None:
+    """Seconds until ``remaining`` reaches 0 at ``rate`` credits per second: ``inf`` at zero or negative
+    burn, ``None`` when the rate is unknown."""
+    if rate is None:
+        return None
+    if rate <= 0:
+        return math.inf
+    return max(remaining, 0) / rate
+
+
+def format_duration(seconds: float | None) -> str:
+    """``"2d 4h"``, ``"3h 20m"``, ``"45s"``: the two largest units; ``"never"`` for inf, ``"-"`` unknown."""
+    if seconds is None:
+        return "-"
+    if math.isinf(seconds):
+        return "never"
+    left = max(round(seconds), 0)
+    amounts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, left = divmod(left, size)
+        amounts.append((amount, unit))
+    first = next((i for i, (amount, _) in enumerate(amounts) if amount), len(amounts) - 1)
+    return " ".join(f"{amount}{unit}" for amount, unit in amounts[first : first + 2] if amount) or "0s"
+
+
+def format_rate(per_second: float | None, per: float = 86400) -> str:
+    """A rate per second shown per ``per`` seconds (a day by default), ``"-"`` when unknown."""
+    if per_second is None:
+        return "-"
+    value = per_second * per
+    text = f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
+    return text.removesuffix(".0")
+
+
+@dataclass
+class UsageHistory:
+    """Successful polls' ``(epoch seconds, used credits)`` within the last ``window`` seconds.
+
+    Bounded to ``max_points`` (the oldest go first). A drop of the used credits, i.e. a new period,
+    starts the history afresh; a point no newer than the last one (the same answer seen twice) is ignored.
+    """
+
+    window: float
+    max_points: int = 256
+    points: list[tuple[float, float]] = field(default_factory=list)
+
+    @classmethod
+    def restore(cls, window: float, saved: object, max_points: int = 256) -> UsageHistory:
+        """Rebuild from saved ``[[time, used], ...]``, skipping whatever is not such a pair."""
+        history = cls(window, max_points)
+        if isinstance(saved, list):
+            history.extend(
+                (float(p[0]), float(p[1]))
+                for p in saved
+                if isinstance(p, list | tuple)
+                and len(p) == 2
+                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in p)
+            )
+        return history
+
+    def extend(self, points: Iterable[tuple[float, float]]) -> None:
+        for at, used in sorted(points):
+            self.add(at, used)
+
+    def add(self, at: float, used: float) -> bool:
+        """Record one poll; whether the history changed."""
+        if self.points and at <= self.points[-1][0]:
+            return False
+        if self.points and used < self.points[-1][1]:
+            self.points.clear()
+        self.points.append((at, used))
+        self.points = [p for p in self.points if p[0] >= at - self.window][-self.max_points :]
+        return True
+
+    def rate(self, min_points: int = 3) -> float | None:
+        """Credits used per second, or ``None`` with fewer than ``min_points`` polls in the window."""
+        if len(self.points) < min_points:
+            return None
+        return least_squares_slope(self.points)
+
+    def to_json(self) -> list[list[float]]:
+        return [[round(at, 3), used] for at, used in self.points]
