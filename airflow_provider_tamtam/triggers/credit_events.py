@@ -145,7 +145,7 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         )
         # Read the saved state before the first snapshot: watchers sharing a poll then do not all wait on
         # the state store at the moment a snapshot is fanned out to them.
-        await self._load_armed()
+        await self._start_state()
         async for snapshot in shared_stream:
             event = await self._observe(snapshot)
             if event is not None:
@@ -188,7 +188,9 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         remaining = sum(int(line["remaining_credits"]) for line in lines)
         total = sum(int(line["total_credits"]) for line in lines)
         holds = self.condition_holds(remaining, total)
-        armed = await self._load_armed()
+        await self._start_state()
+        await self._state.sync()
+        armed = self._state.armed
         self.log.debug(
             "Tamtam credits %s: %d of %d remaining, condition %s %s %s, armed %s",
             self.credit_type,
@@ -200,7 +202,7 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
             armed,
         )
         if holds and armed:
-            await self._state.save(False)
+            await self._state.update(False, must_land=True)
             self.log.info(
                 "Tamtam credits %s: %d of %d remaining is %s %s; firing",
                 self.credit_type,
@@ -222,7 +224,6 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
                 }
             )
         if not holds and not armed:
-            await self._state.save(True)
             self.log.info(
                 "Tamtam credits %s: %d of %d remaining is no longer %s %s; armed again",
                 self.credit_type,
@@ -231,6 +232,8 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
                 self.condition.replace("_", " "),
                 self.threshold,
             )
+        # saves a change, or what the state store refused at an earlier poll
+        await self._state.update(armed=not holds)
         return None
 
     def _count_failure(self, error: dict[str, Any]) -> None:
@@ -255,7 +258,7 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
             message,
         )
 
-    async def _load_armed(self) -> bool:
-        """Whether the next true condition fires; read once from the asset state store, if there is one."""
+    async def _start_state(self) -> None:
+        """Read the saved state once, from the asset state store the triggerer provides (3.3+), if any."""
         store = cast("AsyncStateStore | None", getattr(self, "asset_state_store", None))
-        return await self._state.load(store)
+        await self._state.start(store)
