@@ -11,17 +11,20 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from airflow_provider_tamtam.exceptions import TamtamConfigError
+from airflow_provider_tamtam.models import CreditLine, CreditSummary
 
 __all__ = [
+    "Forecast",
     "UsageHistory",
     "format_duration",
     "format_rate",
     "least_squares_slope",
     "parse_horizon",
     "runs_out_in",
+    "sample_forecasts",
 ]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -146,3 +149,52 @@ class UsageHistory:
 
     def to_json(self) -> list[list[float]]:
         return [[round(at, 3), used] for at, used in self.points]
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A credit type's burn rate (credits per second) and time left (seconds, ``inf`` for never)."""
+
+    rate: float | None
+    runs_out_in: float | None
+
+    @classmethod
+    def of(cls, remaining: float, rate: float | None) -> Forecast:
+        return cls(rate, runs_out_in(remaining, rate))
+
+    def within(self, horizon: float) -> bool:
+        """Whether the credits are forecast to run out in less than ``horizon`` seconds."""
+        return self.runs_out_in is not None and self.runs_out_in < horizon
+
+
+def sample_forecasts(previous: object, lines: Sequence[CreditLine], now: datetime) -> dict[str, Forecast]:
+    """Per credit type of ``lines`` (summed), the forecast from the change since a ``previous`` sample
+    (``{"fetched_at": ISO-8601, "lines": [...]}``): no rate without a usable earlier sample of the type, or
+    when its used credits dropped (a new period)."""
+    before_at, before = _read_sample(previous)
+    elapsed = (now - before_at).total_seconds() if before_at is not None else 0.0
+    forecasts = {}
+    for credit_type in dict.fromkeys(line.credit_type for line in lines):
+        summary = CreditSummary.of(list(lines), credit_type)
+        rate = None
+        if elapsed > 0 and credit_type in before and summary.used >= before[credit_type]:
+            rate = (summary.used - before[credit_type]) / elapsed
+        forecasts[credit_type] = Forecast.of(summary.remaining, rate)
+    return forecasts
+
+
+def _read_sample(sample: object) -> tuple[datetime | None, dict[str, float]]:
+    """The time and per-type used credits of a sample; ``(None, {})`` for anything else."""
+    if not isinstance(sample, dict):
+        return None, {}
+    try:
+        fetched_at = datetime.fromisoformat(str(sample["fetched_at"]))
+        used: dict[str, float] = {}
+        for line in sample["lines"]:
+            credit_type = str(line["credit_type"])
+            used[credit_type] = used.get(credit_type, 0.0) + float(line["used_credits"])
+    except (KeyError, TypeError, ValueError):
+        return None, {}
+    if fetched_at.tzinfo is None:
+        return None, {}
+    return fetched_at, used

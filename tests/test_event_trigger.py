@@ -172,7 +172,10 @@ def structlog_debug() -> Iterator[None]:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"condition": "above"}, "condition must be one of 'at_least', 'below', got 'above'"),
+        (
+            {"condition": "above"},
+            "condition must be one of 'at_least', 'below', 'runs_out_within', got 'above'",
+        ),
         ({"threshold": -1}, "threshold must be >= 0, got -1"),
         ({"threshold": 2.5}, "threshold must be a whole number of credits >= 0 or a percentage"),
         ({"threshold": True}, "threshold must be a whole number of credits >= 0 or a percentage"),

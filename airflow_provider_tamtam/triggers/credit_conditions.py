@@ -1,20 +1,31 @@
-"""What a credits watcher compares: a threshold in credits or as a share of the total, parsed once.
+"""What a credits watcher judges at each poll: a credit level crossed, or credits forecast to run out.
 
-Comparisons are exact (fractions, no float rounding), so ``below "5%"`` of 2000 credits holds at 99 and
-not at 100.
+Levels are a number of credits or a share of the type's total, compared exactly (fractions, no float
+rounding), so ``below "5%"`` of 2000 credits holds at 99 and not at 100. The forecast is
+``remaining / burn rate`` against a horizon, the rate being the least-squares slope of the used credits
+over the recent polls (:mod:`airflow_provider_tamtam.forecast`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 from airflow_provider_tamtam.exceptions import TamtamConfigError
+from airflow_provider_tamtam.forecast import (
+    Forecast,
+    UsageHistory,
+    format_duration,
+    format_rate,
+)
 
-__all__ = ["CONDITIONS", "Threshold"]
+__all__ = ["CONDITIONS", "MIN_FORECAST_POLLS", "Judgement", "LevelCondition", "RunOutCondition", "Threshold"]
 
-CONDITIONS = ("at_least", "below")
+CONDITIONS = ("at_least", "below", "runs_out_within")
+#: Successful polls within the forecast window needed before a burn rate is trusted.
+MIN_FORECAST_POLLS = 3
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -58,3 +69,55 @@ class Threshold:
         if self.share is None:
             return self.count
         return float(self.share * total)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One poll judged: whether the condition holds, the payload fields it adds, and words for the log."""
+
+    holds: bool
+    payload: dict[str, Any]
+    described: str
+    history_changed: bool = False
+
+
+@dataclass
+class LevelCondition:
+    """``at_least`` or ``below`` a threshold of credits or of a share of the total."""
+
+    condition: str
+    threshold: Threshold
+    history: None = None
+
+    def judge(self, remaining: int, total: int, used: int, at: float) -> Judgement:
+        at_least = self.threshold.reached(remaining, total)
+        holds = at_least if self.condition == "at_least" else not at_least
+        return Judgement(holds, {"threshold_credits": self.threshold.credits(total)}, "")
+
+
+@dataclass
+class RunOutCondition:
+    """Credits forecast to run out within ``horizon`` seconds at the burn rate of the last ``window``."""
+
+    horizon: float
+    window: float
+    history: UsageHistory = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.history = UsageHistory(self.window)
+
+    def judge(self, remaining: int, total: int, used: int, at: float) -> Judgement:
+        changed = self.history.add(at, used)
+        rate = self.history.rate(MIN_FORECAST_POLLS)
+        forecast = Forecast.of(remaining, rate)
+        payload = {
+            "threshold_credits": None if rate is None else max(rate, 0.0) * self.horizon,
+            "runs_out_in": forecast.runs_out_in,
+            "burn_per_hour": None if rate is None else rate * 3600,
+            "horizon": self.horizon,
+        }
+        if rate is None:
+            described = f"no burn rate yet ({len(self.history.points)} of {MIN_FORECAST_POLLS} polls)"
+        else:
+            described = f"runs out in {format_duration(forecast.runs_out_in)} at {format_rate(rate, 3600)}/h"
+        return Judgement(forecast.within(self.horizon), payload, described, changed)

@@ -11,13 +11,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import AsyncIterator, Hashable
+from datetime import timedelta
 from typing import Any, Literal, cast
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_tamtam.exceptions import TamtamConfigError
-from airflow_provider_tamtam.triggers.credit_conditions import CONDITIONS, Threshold
+from airflow_provider_tamtam.forecast import parse_horizon
+from airflow_provider_tamtam.triggers.credit_conditions import (
+    CONDITIONS,
+    LevelCondition,
+    RunOutCondition,
+    Threshold,
+)
 from airflow_provider_tamtam.triggers.credit_snapshots import (
     credit_snapshot,
     error_snapshot,
@@ -41,7 +49,8 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
     fires when the condition becomes true (on the first poll too, if it already holds), then stays quiet
     until one poll has seen it false. The remaining credits summed over every line of the type are compared
     (an absent type counts as 0). Where Airflow provides an asset state store, whether the trigger is armed
-    is kept there, so a triggerer restart does not fire twice for one crossing.
+    (and its poll history, for forecasts) is kept there, so a triggerer restart neither fires twice for one
+    crossing nor loses the burn rate.
 
     A failed poll is logged as a warning and retried at the next interval; ``max_consecutive_failures``
     failures in a row, or one error that cannot heal by itself (a rejected key, a missing or misconfigured
@@ -50,22 +59,28 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
     :param credit_type: the credit type to watch, e.g. ``MaxKeyAccountsUnlocked``.
     :param threshold: a number of credits (int >= 0), or a share of the type's total credits given as a
         string such as ``"5%"``. A share of a total of 0 counts as 0 %: ``below "5%"`` holds and
-        ``at_least "5%"`` does not when the account has no credits of the type at all.
-    :param condition: ``at_least`` fires when remaining >= threshold, ``below`` when remaining < threshold.
+        ``at_least "5%"`` does not when the account has no credits of the type at all. For
+        ``runs_out_within``, the horizon: seconds, a timedelta, or a string such as ``"36h"`` or ``"3d"``.
+    :param condition: ``at_least`` fires when remaining >= threshold, ``below`` when remaining < threshold,
+        ``runs_out_within`` when remaining / burn rate < horizon. The burn rate is the least-squares slope
+        of the used credits over the successful polls of the last ``forecast_window`` seconds (at least 3
+        polls; a drop of the used credits starts afresh); zero or negative burn never holds.
     :param tamtam_conn_id: the Tamtam connection.
     :param poll_interval: seconds between requests; watchers with the same connection and interval share
         them.
     :param max_consecutive_failures: failed polls in a row after which the trigger fails.
+    :param forecast_window: seconds of poll history the burn rate is fitted over (``runs_out_within``).
     """
 
     def __init__(
         self,
         credit_type: str,
-        threshold: int | str,
-        condition: Literal["at_least", "below"] = "at_least",
+        threshold: int | float | str | timedelta,
+        condition: Literal["at_least", "below", "runs_out_within"] = "at_least",
         tamtam_conn_id: str = "tamtam_default",
         poll_interval: float = 300.0,
         max_consecutive_failures: int = 10,
+        forecast_window: float | timedelta | str = 21600.0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if not isinstance(credit_type, str) or not credit_type.strip():
@@ -91,29 +106,37 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
             raise TamtamConfigError(
                 f"max_consecutive_failures must be a whole number >= 1, got {max_consecutive_failures!r}"
             )
+        window = parse_horizon(forecast_window, "forecast_window")
+        self._rule: LevelCondition | RunOutCondition
+        if condition == "runs_out_within":
+            self._rule = RunOutCondition(parse_horizon(threshold), window)
+            # a timedelta is not plain JSON: keep its seconds, which mean the same
+            threshold = self._rule.horizon if isinstance(threshold, timedelta) else threshold
+        else:
+            self._rule = LevelCondition(condition, Threshold.parse(threshold))
         self.credit_type = credit_type
         self.threshold = threshold
-        self.condition: Literal["at_least", "below"] = condition
+        self.condition: Literal["at_least", "below", "runs_out_within"] = condition
         self.tamtam_conn_id = tamtam_conn_id
         self.poll_interval = float(poll_interval)
         self.max_consecutive_failures = max_consecutive_failures
-        self._threshold = Threshold.parse(threshold)
-        # Edge and failure state, shared by the shared-stream and the standalone path.
-        self._state = WatcherState(self.state_key, credit_type, self.log)
+        self.forecast_window = window if condition == "runs_out_within" else None
+        # Edge, history and failure state, shared by the shared-stream and the standalone path.
+        self._state = WatcherState(self.state_key, credit_type, self.log, history=self._rule.history)
         self._failures = 0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            "airflow_provider_tamtam.triggers.tamtam.TamtamCreditsEventTrigger",
-            {
-                "credit_type": self.credit_type,
-                "threshold": self.threshold,
-                "condition": self.condition,
-                "tamtam_conn_id": self.tamtam_conn_id,
-                "poll_interval": self.poll_interval,
-                "max_consecutive_failures": self.max_consecutive_failures,
-            },
-        )
+        kwargs: dict[str, Any] = {
+            "credit_type": self.credit_type,
+            "threshold": self.threshold,
+            "condition": self.condition,
+            "tamtam_conn_id": self.tamtam_conn_id,
+            "poll_interval": self.poll_interval,
+            "max_consecutive_failures": self.max_consecutive_failures,
+        }
+        if self.forecast_window is not None:  # only then: level watchers keep the hash they always had
+            kwargs["forecast_window"] = self.forecast_window
+        return "airflow_provider_tamtam.triggers.tamtam.TamtamCreditsEventTrigger", kwargs
 
     # ------------------------------------------------------------------ shared stream (Airflow 3.3+)
 
@@ -165,15 +188,12 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
 
     # ------------------------------------------------------------------ edge and failure logic
 
-    def condition_holds(self, remaining: int, total: int) -> bool:
-        """Compare the summed remaining credits with the threshold, exactly (no float rounding)."""
-        at_least = self._threshold.reached(remaining, total)
-        return at_least if self.condition == "at_least" else not at_least
-
     @property
     def state_key(self) -> str:
         """The asset state store key: derived from what the condition means, not from how often it polls."""
         config = [self.tamtam_conn_id, self.credit_type, self.condition, str(self.threshold)]
+        if self.forecast_window is not None:
+            config.append(str(self.forecast_window))
         digest = hashlib.sha256(json.dumps(config).encode()).hexdigest()[:32]
         return _STATE_KEY_PREFIX + digest
 
@@ -187,29 +207,31 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         lines = [line for line in snapshot["lines"] if line["credit_type"] == self.credit_type]
         remaining = sum(int(line["remaining_credits"]) for line in lines)
         total = sum(int(line["total_credits"]) for line in lines)
-        holds = self.condition_holds(remaining, total)
+        used = sum(int(line["used_credits"]) for line in lines)
         await self._start_state()
-        await self._state.sync()
+        await self._state.sync()  # the saved state (and history) first, if it could not be read yet
+        judged = self._rule.judge(remaining, total, used, float(snapshot.get("fetched_at") or time.time()))
         armed = self._state.armed
         self.log.debug(
-            "Tamtam credits %s: %d of %d remaining, condition %s %s %s, armed %s",
+            "Tamtam credits %s: %d of %d remaining%s, condition %s %s %s, armed %s",
             self.credit_type,
             remaining,
             total,
+            f" ({judged.described})" if judged.described else "",
             self.condition,
             self.threshold,
-            "holds" if holds else "does not hold",
+            "holds" if judged.holds else "does not hold",
             armed,
         )
-        if holds and armed:
-            await self._state.update(False, must_land=True)
+        words = f"{self.condition.replace('_', ' ')} {self.threshold}"
+        if judged.holds and armed:
+            await self._state.update(False, history_changed=judged.history_changed, must_land=True)
             self.log.info(
-                "Tamtam credits %s: %d of %d remaining is %s %s; firing",
+                "Tamtam credits %s: %d of %d remaining %s; firing",
                 self.credit_type,
                 remaining,
                 total,
-                self.condition.replace("_", " "),
-                self.threshold,
+                f"{judged.described}: {words}" if judged.described else f"is {words}",
             )
             return TriggerEvent(
                 {
@@ -217,23 +239,22 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
                     "remaining": remaining,
                     "total": total,
                     "threshold": self.threshold,
-                    "threshold_credits": self._threshold.credits(total),
+                    **judged.payload,
                     "condition": self.condition,
                     "tamtam_conn_id": self.tamtam_conn_id,
                     "lines": [dict(line) for line in lines],
                 }
             )
-        if not holds and not armed:
+        if not judged.holds and not armed:
             self.log.info(
-                "Tamtam credits %s: %d of %d remaining is no longer %s %s; armed again",
+                "Tamtam credits %s: %d of %d remaining %s; armed again",
                 self.credit_type,
                 remaining,
                 total,
-                self.condition.replace("_", " "),
-                self.threshold,
+                f"{judged.described}: no longer {words}" if judged.described else f"is no longer {words}",
             )
         # saves a change, or what the state store refused at an earlier poll
-        await self._state.update(armed=not holds)
+        await self._state.update(not judged.holds, history_changed=judged.history_changed)
         return None
 
     def _count_failure(self, error: dict[str, Any]) -> None:

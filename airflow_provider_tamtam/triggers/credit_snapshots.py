@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,9 +22,14 @@ __all__ = ["credit_snapshot", "error_snapshot", "poll_snapshots", "rebuild_error
 log = logging.getLogger(__name__)
 
 
-def credit_snapshot(lines: list[CreditLine]) -> dict[str, Any]:
-    """The raw stream item for a successful poll: every credit line of the account, as plain dicts."""
-    return {"lines": [line.to_dict() for line in lines], "error": None}
+def credit_snapshot(lines: list[CreditLine], fetched_at: float | None = None) -> dict[str, Any]:
+    """The raw stream item for a successful poll: every credit line of the account, as plain dicts, and
+    when it was read (epoch seconds, for burn rates; now unless given)."""
+    return {
+        "lines": [line.to_dict() for line in lines],
+        "error": None,
+        "fetched_at": time.time() if fetched_at is None else fetched_at,
+    }
 
 
 def error_snapshot(exc: TamtamError) -> dict[str, Any]:
