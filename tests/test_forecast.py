@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from airflow_provider_tamtam.exceptions import TamtamConfigError
 from airflow_provider_tamtam.forecast import (
+    Forecast,
     UsageHistory,
     format_duration,
     format_rate,
     least_squares_slope,
     parse_horizon,
     runs_out_in,
+    sample_forecasts,
 )
+from airflow_provider_tamtam.models import CreditLine
+from airflow_provider_tamtam.testing import credit_line
 
 
 @pytest.mark.parametrize(
@@ -107,3 +111,36 @@ def test_history_keeps_the_window_resets_on_a_drop_and_is_bounded() -> None:
     assert small.points == [(6, 6), (7, 7), (8, 8), (9, 9)]
     assert UsageHistory.restore(1e9, small.to_json(), 4).points == small.points
     assert UsageHistory.restore(10, [[1, 2], "x", [True, 3], [2]]).points == [(1.0, 2.0)]
+
+
+def test_sample_forecasts_per_type_from_the_previous_sample() -> None:
+    now = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    lines = [
+        CreditLine.model_validate(line)
+        for line in (
+            credit_line("A", used=300, total=1000),
+            credit_line("A", used=100, total=1000),  # two subscriptions: summed, 1600 remaining
+            credit_line("B", used=5, total=10),
+            credit_line("C", used=50, total=100),
+            credit_line("New", used=1, total=10),
+        )
+    ]
+    previous = {
+        "fetched_at": "2026-03-01T00:00:00+00:00",
+        "lines": [
+            credit_line("A", used=200, total=2000),
+            credit_line("B", used=5, total=10),
+            credit_line("C", used=90, total=100),  # used dropped: a new period
+        ],
+    }
+    forecasts = sample_forecasts(previous, lines, now)
+    assert forecasts["A"] == Forecast(200 / 86400, 1600 / (200 / 86400))  # 8 days
+    assert forecasts["B"] == Forecast(0.0, math.inf)
+    assert forecasts["C"] == Forecast(None, None)
+    assert forecasts["New"] == Forecast(None, None)
+    for junk in (None, [], {"fetched_at": "yesterday", "lines": []}, {"lines": []}, {"fetched_at": 5}):
+        assert set(sample_forecasts(junk, lines, now).values()) == {Forecast(None, None)}
+    naive = {**previous, "fetched_at": "2026-03-01T00:00:00"}
+    later = {**previous, "fetched_at": "2026-03-03T00:00:00+00:00"}
+    for unusable in (naive, later):
+        assert sample_forecasts(unusable, lines, now)["A"] == Forecast(None, None)
