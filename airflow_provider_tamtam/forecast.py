@@ -137,8 +137,12 @@ class UsageHistory:
             return False
         if self.points and used < self.points[-1][1]:
             self.points.clear()
-        self.points.append((at, used))
-        self.points = [p for p in self.points if p[0] >= at - self.window][-self.max_points :]
+        points = self.points
+        points.append((at, used))
+        first = 0  # the oldest point still in the window; the points are in time order
+        while points[first][0] < at - self.window:
+            first += 1
+        del points[: max(first, len(points) - self.max_points)]
         return True
 
     def rate(self, min_points: int = 3) -> float | None:

@@ -21,7 +21,7 @@ from airflow_provider_tamtam.forecast import (
     format_rate,
 )
 
-__all__ = ["CONDITIONS", "MIN_FORECAST_POLLS", "Judgement", "LevelCondition", "RunOutCondition", "Threshold"]
+__all__ = ["CONDITIONS", "MIN_FORECAST_POLLS", "LevelCondition", "RunOutCondition", "Threshold"]
 
 CONDITIONS = ("at_least", "below", "runs_out_within")
 #: Successful polls within the forecast window needed before a burn rate is trusted.
@@ -71,16 +71,6 @@ class Threshold:
         return float(self.share * total)
 
 
-@dataclass(frozen=True)
-class Judgement:
-    """One poll judged: whether the condition holds, the payload fields it adds, and words for the log."""
-
-    holds: bool
-    payload: dict[str, Any]
-    described: str
-    history_changed: bool = False
-
-
 @dataclass
 class LevelCondition:
     """``at_least`` or ``below`` a threshold of credits or of a share of the total."""
@@ -89,35 +79,52 @@ class LevelCondition:
     threshold: Threshold
     history: None = None
 
-    def judge(self, remaining: int, total: int, used: int, at: float) -> Judgement:
+    def judge(self, remaining: int, total: int, used: int, at: float) -> tuple[bool, bool]:
+        """Whether the condition holds for this poll, and whether the history changed (never: none)."""
         at_least = self.threshold.reached(remaining, total)
-        holds = at_least if self.condition == "at_least" else not at_least
-        return Judgement(holds, {"threshold_credits": self.threshold.credits(total)}, "")
+        return (at_least if self.condition == "at_least" else not at_least), False
+
+    def payload(self, total: int) -> dict[str, Any]:
+        """The event fields this condition adds."""
+        return {"threshold_credits": self.threshold.credits(total)}
+
+    def __str__(self) -> str:
+        return ""
 
 
 @dataclass
 class RunOutCondition:
-    """Credits forecast to run out within ``horizon`` seconds at the burn rate of the last ``window``."""
+    """Credits forecast to run out within ``horizon`` seconds at the burn rate of the last ``window``.
+
+    :meth:`judge` is called once per poll (every poll of every watcher: it stays cheap); the payload and
+    the words for the log are built from the last judged poll, only when they are needed.
+    """
 
     horizon: float
     window: float
     history: UsageHistory = field(init=False)
+    forecast: Forecast = field(init=False, default=Forecast(None, None))
 
     def __post_init__(self) -> None:
         self.history = UsageHistory(self.window)
 
-    def judge(self, remaining: int, total: int, used: int, at: float) -> Judgement:
+    def judge(self, remaining: int, total: int, used: int, at: float) -> tuple[bool, bool]:
+        """Record the poll; whether the forecast is within the horizon, and whether the history changed."""
         changed = self.history.add(at, used)
-        rate = self.history.rate(MIN_FORECAST_POLLS)
-        forecast = Forecast.of(remaining, rate)
-        payload = {
+        self.forecast = Forecast.of(remaining, self.history.rate(MIN_FORECAST_POLLS))
+        return self.forecast.within(self.horizon), changed
+
+    def payload(self, total: int) -> dict[str, Any]:
+        rate = self.forecast.rate
+        return {
             "threshold_credits": None if rate is None else max(rate, 0.0) * self.horizon,
-            "runs_out_in": forecast.runs_out_in,
+            "runs_out_in": self.forecast.runs_out_in,
             "burn_per_hour": None if rate is None else rate * 3600,
             "horizon": self.horizon,
         }
+
+    def __str__(self) -> str:
+        rate = self.forecast.rate
         if rate is None:
-            described = f"no burn rate yet ({len(self.history.points)} of {MIN_FORECAST_POLLS} polls)"
-        else:
-            described = f"runs out in {format_duration(forecast.runs_out_in)} at {format_rate(rate, 3600)}/h"
-        return Judgement(forecast.within(self.horizon), payload, described, changed)
+            return f"no burn rate yet ({len(self.history.points)} of {MIN_FORECAST_POLLS} polls needed)"
+        return f"runs out in {format_duration(self.forecast.runs_out_in)} at {format_rate(rate, 3600)}/h"

@@ -122,6 +122,7 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         self.max_consecutive_failures = max_consecutive_failures
         self.forecast_window = window if condition == "runs_out_within" else None
         # Edge, history and failure state, shared by the shared-stream and the standalone path.
+        self._forecast_words = _Suffix(self._rule)
         self._state = WatcherState(self.state_key, credit_type, self.log, history=self._rule.history)
         self._failures = 0
 
@@ -208,54 +209,54 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         remaining = sum(int(line["remaining_credits"]) for line in lines)
         total = sum(int(line["total_credits"]) for line in lines)
         used = sum(int(line["used_credits"]) for line in lines)
-        await self._start_state()
         await self._state.sync()  # the saved state (and history) first, if it could not be read yet
-        judged = self._rule.judge(remaining, total, used, float(snapshot.get("fetched_at") or time.time()))
+        holds, history_changed = self._rule.judge(
+            remaining, total, used, float(snapshot.get("fetched_at") or time.time())
+        )
         armed = self._state.armed
         self.log.debug(
-            "Tamtam credits %s: %d of %d remaining%s, condition %s %s %s, armed %s",
+            "Tamtam credits %s: %d of %d remaining, condition %s %s %s, armed %s%s",
             self.credit_type,
             remaining,
             total,
-            f" ({judged.described})" if judged.described else "",
             self.condition,
             self.threshold,
-            "holds" if judged.holds else "does not hold",
+            "holds" if holds else "does not hold",
             armed,
+            self._forecast_words,  # formatted only when DEBUG is on
         )
-        words = f"{self.condition.replace('_', ' ')} {self.threshold}"
-        if judged.holds and armed:
-            await self._state.update(False, history_changed=judged.history_changed, must_land=True)
-            self.log.info(
-                "Tamtam credits %s: %d of %d remaining %s; firing",
-                self.credit_type,
-                remaining,
-                total,
-                f"{judged.described}: {words}" if judged.described else f"is {words}",
-            )
+        if holds and armed:
+            await self._state.update(False, history_changed=history_changed, must_land=True)
+            self.log.info("Tamtam credits %s: %s; firing", self.credit_type, self._describe(remaining, total))
             return TriggerEvent(
                 {
                     "credit_type": self.credit_type,
                     "remaining": remaining,
                     "total": total,
                     "threshold": self.threshold,
-                    **judged.payload,
+                    **self._rule.payload(total),
                     "condition": self.condition,
                     "tamtam_conn_id": self.tamtam_conn_id,
                     "lines": [dict(line) for line in lines],
                 }
             )
-        if not judged.holds and not armed:
+        if not holds and not armed:
             self.log.info(
-                "Tamtam credits %s: %d of %d remaining %s; armed again",
+                "Tamtam credits %s: %s; armed again",
                 self.credit_type,
-                remaining,
-                total,
-                f"{judged.described}: no longer {words}" if judged.described else f"is no longer {words}",
+                self._describe(remaining, total, "no longer "),
             )
         # saves a change, or what the state store refused at an earlier poll
-        await self._state.update(not judged.holds, history_changed=judged.history_changed)
+        await self._state.update(not holds, history_changed=history_changed)
         return None
+
+    def _describe(self, remaining: int, total: int, negation: str = "") -> str:
+        """``10 of 100 remaining is below 5%`` or ``... remaining runs out in 2h at 5/h: within 3d``."""
+        condition = f"{negation}{self.condition.replace('_', ' ')} {self.threshold}"
+        forecast = str(self._rule)
+        if forecast:
+            return f"{remaining} of {total} remaining {forecast}: {condition}"
+        return f"{remaining} of {total} remaining is {condition}"
 
     def _count_failure(self, error: dict[str, Any]) -> None:
         where = (
@@ -283,3 +284,16 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         """Read the saved state once, from the asset state store the triggerer provides (3.3+), if any."""
         store = cast("AsyncStateStore | None", getattr(self, "asset_state_store", None))
         await self._state.start(store)
+
+
+class _Suffix:
+    """``"; <what the rule says>"`` or nothing, rendered only when a log line is actually formatted."""
+
+    __slots__ = ("rule",)
+
+    def __init__(self, rule: object) -> None:
+        self.rule = rule
+
+    def __str__(self) -> str:
+        words = str(self.rule)
+        return f"; {words}" if words else ""
