@@ -54,17 +54,24 @@ def parse_horizon(value: object, name: str = "threshold") -> float:
 def least_squares_slope(points: Sequence[tuple[float, float]]) -> float | None:
     """The slope of the least-squares line through ``(time, value)`` points, per second; ``None`` when the
     points do not span any time (fewer than two distinct times)."""
-    if len(points) < 2:
-        return None
-    t0 = points[0][0]  # centre the times near 0: epoch seconds squared lose precision otherwise
     n = len(points)
-    mean_t = sum(t - t0 for t, _ in points) / n
-    mean_v = sum(v for _, v in points) / n
-    sxx = sum((t - t0 - mean_t) ** 2 for t, _ in points)
-    if sxx == 0:
+    if n < 2:
         return None
-    sxy = sum((t - t0 - mean_t) * (v - mean_v) for t, v in points)
-    return sxy / sxx
+    # one pass over the sums, relative to the first point: epoch seconds squared, or billions of credits
+    # times seconds, would lose the precision the fit needs
+    t0, v0 = points[0]
+    sum_t = sum_v = sum_tt = sum_tv = 0.0
+    for at, value in points:
+        t = at - t0
+        v = value - v0
+        sum_t += t
+        sum_v += v
+        sum_tt += t * t
+        sum_tv += t * v
+    sxx = sum_tt - sum_t * sum_t / n
+    if sxx <= 0:
+        return None
+    return (sum_tv - sum_t * sum_v / n) / sxx
 
 
 def runs_out_in(remaining: float, rate: float | None) -> float | None:
@@ -107,11 +114,17 @@ class UsageHistory:
 
     Bounded to ``max_points`` (the oldest go first). A drop of the used credits, i.e. a new period,
     starts the history afresh; a point no newer than the last one (the same answer seen twice) is ignored.
+    Every watcher fits its history at every poll, so the least-squares sums are kept up to date as points
+    come and go (relative to a reference point, re-fitted from scratch now and then against drift)
+    rather than recomputed over the whole window.
     """
 
     window: float
     max_points: int = 256
     points: list[tuple[float, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._refit()
 
     @classmethod
     def restore(cls, window: float, saved: object, max_points: int = 256) -> UsageHistory:
@@ -131,28 +144,63 @@ class UsageHistory:
         for at, used in sorted(points):
             self.add(at, used)
 
+    def replace(self, points: Iterable[tuple[float, float]]) -> None:
+        """Take these points (in time order) as the whole history."""
+        self.points = list(points)
+        self._refit()
+
     def add(self, at: float, used: float) -> bool:
         """Record one poll; whether the history changed."""
-        if self.points and at <= self.points[-1][0]:
-            return False
-        if self.points and used < self.points[-1][1]:
-            self.points.clear()
         points = self.points
+        if points and at <= points[-1][0]:
+            return False
+        if points and used < points[-1][1]:
+            points.clear()
         points.append((at, used))
+        if len(points) == 1:
+            self._refit()
+            return True
+        self._count(at, used, 1.0)
         first = 0  # the oldest point still in the window; the points are in time order
         while points[first][0] < at - self.window:
             first += 1
-        del points[: max(first, len(points) - self.max_points)]
+        first = max(first, len(points) - self.max_points)
+        for old_at, old_used in points[:first]:
+            self._count(old_at, old_used, -1.0)
+        del points[:first]
+        self._updates += 1
+        if self._updates >= 4 * self.max_points:
+            self._refit()
         return True
 
     def rate(self, min_points: int = 3) -> float | None:
-        """Credits used per second, or ``None`` with fewer than ``min_points`` polls in the window."""
-        if len(self.points) < min_points:
+        """Credits used per second, or ``None`` with fewer than ``min_points`` polls in the window: the
+        slope of :func:`least_squares_slope`, from the running sums."""
+        n = len(self.points)
+        if n < max(min_points, 2):
             return None
-        return least_squares_slope(self.points)
+        sxx = self._stt - self._st * self._st / n
+        if sxx <= 0:
+            return None
+        return (self._stv - self._st * self._sv / n) / sxx
 
     def to_json(self) -> list[list[float]]:
         return [[round(at, 3), used] for at, used in self.points]
+
+    def _refit(self) -> None:
+        self._t0, self._v0 = self.points[0] if self.points else (0.0, 0.0)
+        self._st = self._sv = self._stt = self._stv = 0.0
+        self._updates = 0
+        for at, used in self.points:
+            self._count(at, used, 1.0)
+
+    def _count(self, at: float, used: float, sign: float) -> None:
+        t = at - self._t0
+        v = used - self._v0
+        self._st += sign * t
+        self._sv += sign * v
+        self._stt += sign * t * t
+        self._stv += sign * t * v
 
 
 @dataclass(frozen=True)

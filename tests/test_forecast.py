@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -144,3 +145,16 @@ def test_sample_forecasts_per_type_from_the_previous_sample() -> None:
     later = {**previous, "fetched_at": "2026-03-03T00:00:00+00:00"}
     for unusable in (naive, later):
         assert sample_forecasts(unusable, lines, now)["A"] == Forecast(None, None)
+
+
+def test_the_running_fit_matches_a_fresh_fit_through_trims_resets_and_refits() -> None:
+    rng = random.Random(7)
+    history = UsageHistory(window=3000, max_points=50)
+    at, used = 1.8e9, 2_000_000_000.0
+    for step in range(3000):
+        at += rng.uniform(1, 120)
+        used = used + rng.randint(0, 40) if step % 700 else used / 2  # now and then a new period
+        history.add(at, used)
+        if len(history.points) >= 3:
+            assert history.rate() == pytest.approx(least_squares_slope(history.points), rel=1e-9, abs=1e-12)
+    assert len(history.points) <= 50

@@ -209,7 +209,8 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         remaining = sum(int(line["remaining_credits"]) for line in lines)
         total = sum(int(line["total_credits"]) for line in lines)
         used = sum(int(line["used_credits"]) for line in lines)
-        await self._state.sync()  # the saved state (and history) first, if it could not be read yet
+        if self._state.pending:
+            await self._state.sync()  # the saved state (and history) first, if it could not be read yet
         holds, history_changed = self._rule.judge(
             remaining, total, used, float(snapshot.get("fetched_at") or time.time())
         )
@@ -246,8 +247,9 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
                 self.credit_type,
                 self._describe(remaining, total, "no longer "),
             )
-        # saves a change, or what the state store refused at an earlier poll
-        await self._state.update(not holds, history_changed=history_changed)
+        if holds == armed or history_changed or self._state.pending:
+            # saves a change, or what the state store refused at an earlier poll
+            await self._state.update(not holds, history_changed=history_changed)
         return None
 
     def _describe(self, remaining: int, total: int, negation: str = "") -> str:

@@ -68,6 +68,12 @@ class WatcherState:
         """Whether the store holds what memory holds (always true without a store)."""
         return self._store is None or (self._read_done and not self._unsaved)
 
+    @property
+    def pending(self) -> bool:
+        """Whether the store still has to be read, or holds less than memory: :meth:`sync` and
+        :meth:`update` have work to do even when nothing changed."""
+        return self._store is not None and (not self._read_done or self._unsaved)
+
     async def start(self, store: AsyncStateStore | None) -> None:
         """Read the saved state once, with retries; on failure decide from memory and read again later."""
         if self._started:
@@ -128,7 +134,7 @@ class WatcherState:
         if self.history is not None:
             merged = UsageHistory.restore(self.history.window, saved.get("history"), self.history.max_points)
             merged.extend(self.history.points)
-            self.history.points = merged.points
+            self.history.replace(merged.points)
 
     async def _write(self, attempts: int) -> None:
         store = self._store
