@@ -15,6 +15,7 @@ from airflow_provider_tamtam._compat import (
     AirflowSkipException,
     conf,
 )
+from airflow_provider_tamtam.client import RetryPolicy
 from airflow_provider_tamtam.exceptions import (
     TamtamConfigError,
     TamtamError,
@@ -29,9 +30,9 @@ class TamtamCreditsSensor(BaseSensorOperator):
     """Wait until the remaining credits of ``credit_type``, summed over all its lines, reach ``min_credits``.
 
     Works in ``poke``, ``reschedule`` and deferrable mode; deferred sensors on one connection share one
-    request per poll interval in the triggerer. A wrong key or any other non-retryable error fails the task
-    at once, without task retries; transient errors are retried inside the hook first. The XCom return value
-    is the matching credit lines as dicts.
+    request per poll interval in the triggerer. A bad argument, a wrong key or any other non-retryable error
+    fails the task at once, without task retries, in every mode; transient errors are retried inside the
+    hook first, never past ``timeout``. The XCom return value is the matching credit lines as dicts.
 
     :param credit_type: the credit type to check, e.g. ``MaxKeyAccountsUnlocked`` (templated).
     :param min_credits: remaining credits needed (templated).
@@ -63,24 +64,33 @@ class TamtamCreditsSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         # One synchronous check first: it fails fast on a bad connection and skips deferring when already met.
-        result = self.poke(context)
-        if result.is_done:
-            return result.xcom_value
+        # The trigger never acts on an answer to a request sent before it (wall clock: another process).
+        checked_at = time.time()
+        try:
+            result = self.poke(context)
+        except TamtamError as exc:  # transient, and outlasted the hook's retries: the trigger keeps trying
+            self.log.warning("Tamtam credits check failed (%s); waiting in the triggerer", exc)
+        else:
+            if result.is_done:
+                return result.xcom_value
         self.defer(
             trigger=TamtamCreditsTrigger(
                 credit_type=self.credit_type,
                 min_credits=self.min_credits,
                 tamtam_conn_id=self.tamtam_conn_id,
                 poll_interval=self.poke_interval,
-                end_time=time.time() + self.timeout,
+                end_time=checked_at + self.timeout,
+                not_before=checked_at,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + self.poke_interval),
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
+        # retries of one check never outlast the sensor's own timeout
+        policy = RetryPolicy(deadline=min(RetryPolicy.deadline, float(self.timeout)))
         with no_task_retry_for_permanent_errors():
-            lines = TamtamHook(self.tamtam_conn_id).get_credits()
+            lines = TamtamHook(self.tamtam_conn_id, retry_policy=policy).get_credits()
         summary = CreditSummary.of(lines, self.credit_type)
         self.log.info(
             "Tamtam credits %s: %d remaining, %d needed%s; waited %s",
@@ -115,7 +125,11 @@ class TamtamCreditsSensor(BaseSensorOperator):
         )
 
     def _check_arguments(self) -> None:
-        """Reject bad templated values with one message before any request."""
+        """Reject bad templated values with one message before any request, failing without task retries."""
+        with no_task_retry_for_permanent_errors():
+            self._check_templated_values()
+
+    def _check_templated_values(self) -> None:
         if not isinstance(self.credit_type, str) or not self.credit_type.strip():
             raise TamtamConfigError(f"credit_type must be a non-empty string, got {self.credit_type!r}")
         try:

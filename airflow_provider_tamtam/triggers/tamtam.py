@@ -13,16 +13,24 @@ from airflow_provider_tamtam.exceptions import TamtamError
 from airflow_provider_tamtam.models import CreditSummary
 from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
 
+#: Seconds a check in flight at ``end_time`` may still take before the trigger reports ``timeout``; a
+#: trigger whose end time passed while the triggerer was down also gets this long for one last check.
+LAST_ANSWER_GRACE = 0.5
+
 
 class TamtamCreditsTrigger(BaseTrigger):
     """Wait until ``credit_type`` has at least ``min_credits`` remaining, for a deferred sensor.
 
     Yields exactly one event: ``success`` with the matching lines, ``error`` with a message free of secrets
     (``retryable`` says whether an Airflow task retry could help), or ``timeout`` once ``end_time`` (epoch
-    seconds, kept absolute so a triggerer restart does not extend the wait) has passed.
+    seconds, kept absolute so a triggerer restart does not extend the wait) has passed. The deadline holds
+    while the API hangs: a check still unanswered at ``end_time`` is given up after
+    :data:`LAST_ANSWER_GRACE` seconds (the shared request itself goes on for the other waiters).
 
     :param poll_interval: seconds between checks; an answer fetched for another trigger on the same
         connection is reused while it is younger than this.
+    :param not_before: epoch seconds of the deferring task's own check: answers from requests sent
+        before it are never used, so the trigger never acts on credits older than what the task saw.
     """
 
     def __init__(
@@ -32,6 +40,7 @@ class TamtamCreditsTrigger(BaseTrigger):
         tamtam_conn_id: str = "tamtam_default",
         poll_interval: float = 60.0,
         end_time: float | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.credit_type = credit_type
@@ -39,6 +48,7 @@ class TamtamCreditsTrigger(BaseTrigger):
         self.tamtam_conn_id = tamtam_conn_id
         self.poll_interval = poll_interval
         self.end_time = end_time
+        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -49,17 +59,31 @@ class TamtamCreditsTrigger(BaseTrigger):
                 "tamtam_conn_id": self.tamtam_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "not_before": self.not_before,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         poll = SharedCreditsPoll.for_connection(self.tamtam_conn_id)
+        started = time.time()  # errors of requests sent before this trigger started are not its own
+        remaining: int | None = None
         while True:
             try:
-                summary = CreditSummary.of(await poll.get_credits(self.poll_interval), self.credit_type)
-            except TamtamError as exc:
-                yield TriggerEvent({"status": "error", "message": str(exc), "retryable": exc.retryable})
+                check = poll.get_credits(
+                    self.poll_interval, not_before=self.not_before, errors_not_before=started
+                )
+                lines = await asyncio.wait_for(check, self._answer_budget())
+            except asyncio.TimeoutError:
+                yield self._timeout_event(remaining, "no answer from Tamtam in time")
                 return
+            except TamtamError as exc:
+                if exc.retryable and self._time_left() <= 0:
+                    yield self._timeout_event(remaining, f"the last check failed: {exc}")
+                else:
+                    yield TriggerEvent({"status": "error", "message": str(exc), "retryable": exc.retryable})
+                return
+            summary = CreditSummary.of(lines, self.credit_type)
+            remaining = summary.remaining
             if summary.remaining >= self.min_credits:
                 yield TriggerEvent(
                     {"status": "success", "remaining": summary.remaining, "lines": summary.line_dicts()}
@@ -73,18 +97,31 @@ class TamtamCreditsTrigger(BaseTrigger):
                 summary.describe_absence(),
                 self.poll_interval,
             )
-            left = float("inf") if self.end_time is None else self.end_time - time.time()
+            left = self._time_left()
             if left <= 0:
-                yield TriggerEvent(
-                    {
-                        "status": "timeout",
-                        "message": f"Timed out waiting for {self.min_credits} {self.credit_type} credits; "
-                        f"{summary.remaining} remain",
-                        "remaining": summary.remaining,
-                    }
-                )
+                yield self._timeout_event(remaining)
                 return
             await asyncio.sleep(min(self.poll_interval, left))
+
+    def _time_left(self) -> float:
+        return float("inf") if self.end_time is None else self.end_time - time.time()
+
+    def _answer_budget(self) -> float | None:
+        """How long the next check may take: until ``end_time`` plus the grace, at least the grace."""
+        if self.end_time is None:
+            return None
+        return max(self._time_left(), 0.0) + LAST_ANSWER_GRACE
+
+    def _timeout_event(self, remaining: int | None, why: str = "") -> TriggerEvent:
+        seen = "no answer yet" if remaining is None else f"{remaining} remain"
+        message = f"Timed out waiting for {self.min_credits} {self.credit_type} credits; {seen}"
+        return TriggerEvent(
+            {
+                "status": "timeout",
+                "message": f"{message} ({why})" if why else message,
+                "remaining": remaining,
+            }
+        )
 
 
 # The event trigger for asset watchers lives in its own module; it is importable from here as well so that
