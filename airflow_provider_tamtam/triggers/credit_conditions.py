@@ -9,6 +9,7 @@ over the recent polls (:mod:`airflow_provider_tamtam.forecast`).
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -79,7 +80,9 @@ class LevelCondition:
     threshold: Threshold
     history: None = None
 
-    def judge(self, remaining: int, total: int, used: int, at: float) -> tuple[bool, bool]:
+    def judge(
+        self, remaining: int, total: int, lines: list[dict[str, Any]], snapshot: dict[str, Any]
+    ) -> tuple[bool, bool]:
         """Whether the condition holds for this poll, and whether the history changed (never: none)."""
         at_least = self.threshold.reached(remaining, total)
         return (at_least if self.condition == "at_least" else not at_least), False
@@ -108,9 +111,13 @@ class RunOutCondition:
     def __post_init__(self) -> None:
         self.history = UsageHistory(self.window)
 
-    def judge(self, remaining: int, total: int, used: int, at: float) -> tuple[bool, bool]:
-        """Record the poll; whether the forecast is within the horizon, and whether the history changed."""
-        changed = self.history.add(at, used)
+    def judge(
+        self, remaining: int, total: int, lines: list[dict[str, Any]], snapshot: dict[str, Any]
+    ) -> tuple[bool, bool]:
+        """Record the poll (the type's ``lines`` summed, at the snapshot's time); whether the forecast is
+        within the horizon, and whether the history changed."""
+        used = sum(int(line["used_credits"]) for line in lines)
+        changed = self.history.add(float(snapshot.get("fetched_at") or time.time()), used)
         self.forecast = Forecast.of(remaining, self.history.rate(MIN_FORECAST_POLLS))
         return self.forecast.within(self.horizon), changed
 

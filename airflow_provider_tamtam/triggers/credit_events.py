@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import AsyncIterator, Hashable
 from datetime import timedelta
 from typing import Any, Literal, cast
@@ -208,12 +207,9 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         lines = [line for line in snapshot["lines"] if line["credit_type"] == self.credit_type]
         remaining = sum(int(line["remaining_credits"]) for line in lines)
         total = sum(int(line["total_credits"]) for line in lines)
-        used = sum(int(line["used_credits"]) for line in lines)
         if self._state.pending:
             await self._state.sync()  # the saved state (and history) first, if it could not be read yet
-        holds, history_changed = self._rule.judge(
-            remaining, total, used, float(snapshot.get("fetched_at") or time.time())
-        )
+        holds, history_changed = self._rule.judge(remaining, total, lines, snapshot)
         armed = self._state.armed
         self.log.debug(
             "Tamtam credits %s: %d of %d remaining, condition %s %s %s, armed %s%s",
