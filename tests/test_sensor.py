@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -12,6 +13,18 @@ import pytest
 
 from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line
 from tests.airflow_run import run_dag, run_dag_tries
+
+try:
+    from airflow.sdk.api.client import TaskInstanceOperations
+except ImportError:  # a task SDK that reorganised its client has no such defect to detect
+    TaskInstanceOperations = None
+
+# Task SDK 1.1.1 (Airflow 3.1.1) hands the first reschedule date to every sensor as an unparsed string, so
+# Airflow's own BaseSensorOperator fails a try with TypeError at a sensor's second reschedule; later 1.1.x
+# releases validate the reply. Detected from the SDK itself rather than from a version number.
+RESCHEDULE_DATE_UNPARSED = TaskInstanceOperations is not None and "model_construct(start_date" in (
+    inspect.getsource(TaskInstanceOperations.get_reschedule_start_date)
+)
 
 DAGS = Path(__file__).parent / "dags" / "tamtam_test_sensor_dags.py"
 SHORT = [
@@ -57,7 +70,21 @@ def test_waits_while_short_then_lets_the_job_run(
     assert "Tamtam credits MaxKeyAccountsUnlocked: 100 remaining, 500 needed" in out
 
 
-@pytest.mark.parametrize(("dag_id", "short_answers"), [("sensor_poke", 6), ("sensor_reschedule", 2)])
+@pytest.mark.parametrize(
+    ("dag_id", "short_answers"),
+    [
+        ("sensor_poke", 6),
+        pytest.param(
+            "sensor_reschedule",
+            2,
+            marks=pytest.mark.xfail(
+                RESCHEDULE_DATE_UNPARSED,
+                reason="Airflow's sensor base fails a second reschedule on this task SDK (an unparsed date)",
+                strict=True,
+            ),
+        ),
+    ],
+)
 def test_poke_logs_progress_with_the_time_waited(
     sensor_dags: Path,
     fake_server: FakeTamtamServer,
