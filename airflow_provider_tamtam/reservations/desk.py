@@ -83,8 +83,16 @@ class ReservationDesk:
         self.ledger.leave(gate_id)
         self._queue_changed = True
 
-    def check(self, gate_id: str, lines: list[CreditLine]) -> Standing:
-        """Apply ``lines`` (once per answer of the shared poll) and return the gate's standing."""
+    def check(self, gate_id: str, lines: list[CreditLine], newest: list[CreditLine] | None) -> Standing:
+        """Apply the newest answer (once per answer) and return the gate's standing.
+
+        ``lines`` is the answer the gate was handed, ``newest`` the newest its shared poll has received:
+        a gate may resume holding an older answer than one another gate applied already, and applying
+        that would read spending as undone (or a new period). None means the newest outcome was an error.
+        """
+        if newest is None:
+            newest = self._last_lines if self._last_lines is not None else lines
+        lines = newest
         if lines is not self._last_lines or self._queue_changed:
             self._last_lines = lines
             self._queue_changed = False

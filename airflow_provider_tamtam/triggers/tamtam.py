@@ -103,7 +103,7 @@ class TamtamCreditsTrigger(BaseTrigger):
                 yield TriggerEvent({"status": "error", "message": str(exc), "retryable": exc.retryable})
                 return
             summary = CreditSummary.of(lines, self.credit_type)
-            standing = desk.check(self.gate_id, lines) if desk is not None else None
+            standing = desk.check(self.gate_id, lines, poll.latest_lines) if desk is not None else None
             met = standing.admitted if standing is not None else summary.remaining >= self.min_credits
             if met:
                 if desk is not None:
