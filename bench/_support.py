@@ -103,6 +103,19 @@ def request_log(base_url: str, reset: bool = False) -> tuple[int, list[float]]:
     return int(body["count"]), sorted(times)
 
 
+def control(base_url: str, method: str, route: str, payload: object) -> object:
+    """Call the fake server's control API (``/_fake/<route>``) with a JSON body; returns the JSON answer."""
+    origin = base_url.rsplit("/", 1)[0]
+    request = urllib.request.Request(  # noqa: S310 (loopback)
+        f"{origin}/_fake/{route}",
+        data=json.dumps(payload).encode(),
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback only)
+        return json.load(response)
+
+
 def define_connection(conn_id: str, **fields: object) -> None:
     """Define an Airflow connection as the environment variable ``AIRFLOW_CONN_<ID>``, in JSON form."""
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)

@@ -25,7 +25,7 @@ def gate(gate_id: str, needed: int = 500, *, since: float = 0.0, timeout: float 
 def test_growth_releases_the_oldest_reservations_first_credit_for_credit() -> None:
     ledger = Ledger()
     for i in range(3):
-        ledger.join(gate(f"g{i}", since=i))
+        ledger.join(gate(f"g{i}", since=i), now=0.0)
     ledger.observe(summary(used=1000, total=3000), now=0.0)
     assert set(ledger.reservations) == {"g0", "g1", "g2"}
     ledger.observe(summary(used=1700, total=3000), now=1.0)  # 700 spent
@@ -35,9 +35,9 @@ def test_growth_releases_the_oldest_reservations_first_credit_for_credit() -> No
 
 def test_a_reservation_made_after_some_spending_is_released_only_after_the_older_ones() -> None:
     ledger = Ledger()
-    ledger.join(gate("old"))
+    ledger.join(gate("old"), now=0.0)
     ledger.observe(summary(used=1000, total=2000), now=0.0)
-    ledger.join(gate("young", since=1.0))
+    ledger.join(gate("young", since=1.0), now=0.0)
     ledger.observe(summary(used=1200, total=2000), now=1.0)  # old spent 200; 800 - 300 fits young
     assert set(ledger.reservations) == {"old", "young"}
     ledger.observe(summary(used=1500, total=2000), now=2.0)  # old's 500 are all spent, young's untouched
@@ -47,8 +47,8 @@ def test_a_reservation_made_after_some_spending_is_released_only_after_the_older
 
 def test_a_drop_of_used_credits_is_a_new_period_that_releases_everything() -> None:
     ledger = Ledger()
-    ledger.join(gate("a"))
-    ledger.join(gate("b", since=1.0))
+    ledger.join(gate("a"), now=0.0)
+    ledger.join(gate("b", since=1.0), now=0.0)
     ledger.observe(summary(used=1000, total=2000), now=0.0)
     ledger.observe(summary(used=0, total=2000), now=5.0)
     assert set(ledger.reservations) == set()  # and the 2,000 of the new period are free for others
@@ -56,7 +56,7 @@ def test_a_drop_of_used_credits_is_a_new_period_that_releases_everything() -> No
 
 def test_a_reservation_lapses_after_its_timeout() -> None:
     ledger = Ledger()
-    ledger.join(gate("a", timeout=10.0))
+    ledger.join(gate("a", timeout=10.0), now=0.0)
     ledger.observe(summary(used=0, total=1000), now=100.0)
     ledger.observe(summary(used=0, total=1000), now=109.0)
     assert ledger.reserved == 500
@@ -66,13 +66,13 @@ def test_a_reservation_lapses_after_its_timeout() -> None:
 
 def test_a_restarted_ledger_recognises_admitted_gates_from_the_stored_state() -> None:
     before = Ledger()
-    before.join(gate("a"))
-    before.join(gate("b", since=1.0))
+    before.join(gate("a"), now=0.0)
+    before.join(gate("b", since=1.0), now=0.0)
     before.observe(summary(used=0, total=700), now=0.0)
     after = Ledger()
     after.merge_state(before.to_state())
-    after.join(gate("a"))  # re-created from its serialized form
-    after.join(gate("b", since=1.0))
+    after.join(gate("a"), now=0.0)  # re-created from its serialized form
+    after.join(gate("b", since=1.0), now=0.0)
     after.observe(summary(used=0, total=700), now=1.0)
     assert set(after.reservations) == {"a"}
     assert after.standing("a").admitted
@@ -82,12 +82,12 @@ def test_a_restarted_ledger_recognises_admitted_gates_from_the_stored_state() ->
 
 def test_merging_never_counts_a_release_twice() -> None:
     ledger = Ledger()
-    ledger.join(gate("a"))
+    ledger.join(gate("a"), now=0.0)
     ledger.observe(summary(used=0, total=1000), now=0.0)
     stored = ledger.to_state()
     ledger.observe(summary(used=500, total=1000), now=1.0)  # a spent its 500
     ledger.merge_state(stored)  # an older copy brings a back ...
-    ledger.join(gate("b", since=1.0))
+    ledger.join(gate("b", since=1.0), now=0.0)
     ledger.observe(summary(used=500, total=1000), now=2.0)  # ... and the same observation releases it again
     assert set(ledger.reservations) == {"b"}
     assert ledger.reserved == 500
@@ -96,7 +96,7 @@ def test_merging_never_counts_a_release_twice() -> None:
 def test_standing_line_names_what_a_waiting_person_needs() -> None:
     ledger = Ledger()
     for i in range(3):
-        ledger.join(gate(f"g{i}", since=i))
+        ledger.join(gate(f"g{i}", since=i), now=0.0)
     ledger.observe(summary(used=0, total=900), now=0.0)
     assert ledger.standing("g2").describe(TYPE) == (
         "Tamtam credits MaxKeyAccountsUnlocked: 900 remaining, 500 reserved by 1 admitted run, 500 needed; "
@@ -130,3 +130,22 @@ async def test_a_gate_holding_an_older_answer_applies_the_newest_instead() -> No
     assert desk.ledger.period_started_at == 0.0
     assert standing.remaining == 100
     await desk.written()
+
+
+def test_gates_joining_and_leaving_between_summaries_keep_the_order() -> None:
+    ledger = Ledger()
+    ledger.join(gate("big", 800, since=0.0), now=0.0)
+    ledger.join(gate("small", 100, since=1.0), now=0.0)
+    ledger.observe(summary(used=500, total=1000), now=1.0)  # 500 remaining: big does not fit
+    assert ledger.reservations == {}
+    assert ledger.standing("small").position == 2
+    ledger.leave("big")  # timed out: small is first in line now, and fits
+    assert ledger.join(gate("late", 100, since=2.0), now=2.0) is False  # not before small
+    assert ledger.catch_up(now=2.0) == 2
+    assert list(ledger.reservations) == ["small", "late"]
+    ledger.join(gate("huge", 400, since=3.0), now=3.0)
+    ledger.join(gate("last", 100, since=4.0), now=3.0)
+    assert ledger.standing("last").position == 2
+    ledger.leave("huge")
+    assert ledger.catch_up(now=3.0) == 1
+    assert ledger.reserved == 300

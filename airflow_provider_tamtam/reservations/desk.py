@@ -52,7 +52,6 @@ class ReservationDesk:
         self._store: LedgerStore | None = store
         self._loaded: asyncio.Future[None] | None = None
         self._last_lines: list[CreditLine] | None = None
-        self._queue_changed = False
         self._version = 0  # bumped by every change worth writing
         self._written = 0
         self._writer: asyncio.Task[None] | None = None
@@ -76,12 +75,11 @@ class ReservationDesk:
     async def join(self, gate: Gate) -> None:
         """Queue a gate once the stored ledger is loaded, so that an already admitted gate is recognised."""
         await self._load()
-        self.ledger.join(gate)
-        self._queue_changed = True
+        if self.ledger.join(gate, time.time()):
+            self._changed()
 
     def leave(self, gate_id: str) -> None:
         self.ledger.leave(gate_id)
-        self._queue_changed = True
 
     def check(self, gate_id: str, lines: list[CreditLine], newest: list[CreditLine] | None) -> Standing:
         """Apply the newest answer (once per answer) and return the gate's standing.
@@ -92,14 +90,17 @@ class ReservationDesk:
         """
         if newest is None:
             newest = self._last_lines if self._last_lines is not None else lines
-        lines = newest
-        if lines is not self._last_lines or self._queue_changed:
-            self._last_lines = lines
-            self._queue_changed = False
-            if self.ledger.observe(CreditSummary.of(lines, self.credit_type), time.time()):
-                self._version += 1
-                self._start_writer()
+        if newest is not self._last_lines:
+            self._last_lines = newest
+            if self.ledger.observe(CreditSummary.of(newest, self.credit_type), time.time()):
+                self._changed()
+        elif self.ledger.catch_up(time.time()):
+            self._changed()
         return self.ledger.standing(gate_id)
+
+    def _changed(self) -> None:
+        self._version += 1
+        self._start_writer()
 
     async def written(self) -> None:
         """Return once every change made so far is in the store (or the store has been given up)."""
@@ -124,7 +125,6 @@ class ReservationDesk:
             return
         if state is not None:
             self.ledger.merge_state(state)
-            self._queue_changed = True
 
     def _start_writer(self) -> None:
         if self._writer is None or self._writer.done():

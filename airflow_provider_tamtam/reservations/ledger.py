@@ -20,6 +20,7 @@ merged from a store written by earlier (or other) triggerers without counting an
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -112,27 +113,67 @@ def ordinal(n: int) -> str:
 
 
 class Ledger:
-    """Reservations and waiting gates of one (connection, credit type)."""
+    """Reservations and waiting gates of one (connection, credit type).
+
+    A full admission pass runs on every fresh summary. Between summaries a gate joining at the back of the
+    line, or leaving from behind the first, is handled in constant time: with a thousand gates arriving and
+    timing out one by one, a pass each time would stall the event loop they all share.
+    """
 
     def __init__(self) -> None:
         self.reservations: dict[str, Reservation] = {}
         self.waiting: dict[str, Gate] = {}
         self.last_used: int | None = None
         self.period_started_at = 0.0
+        self._line: list[tuple[float, str]] = []  # the waiting gates' orders, sorted
         self._summary: CreditSummary | None = None
         self._positions: dict[str, int] = {}
         self._reserved = 0
+        self._available = 0  # remaining - reserved after the last admissions
+        self._blocked_by: str | None = None  # the first gate in line that does not fit yet
+        self._end = 0  # where the spending of the youngest reservation ends on the used_credits axis
+        self._now = 0.0
+        self._given_places = 0
+        self._departed: list[int] = []  # places in line given up since the last pass, sorted
+        self.stale = True  # the admissions of the last pass no longer hold: run a pass before answering
+        self.head_left = False  # the first gate in line left: the ones behind it may fit now
 
     # -- gates ------------------------------------------------------------------------------------
-    def join(self, gate: Gate) -> None:
-        """Queue a gate, unless an earlier incarnation of it was admitted already."""
-        if gate.gate_id not in self.reservations:
-            self.waiting[gate.gate_id] = gate
+    def join(self, gate: Gate, now: float) -> bool:
+        """Queue a gate, unless an earlier incarnation of it was admitted already.
+
+        A gate joining at the back of the line is admitted at once, on the latest summary, when nobody
+        waits before it and it fits. Returns whether it was.
+        """
+        if gate.gate_id in self.reservations or gate.gate_id in self.waiting:
+            return False
+        self.waiting[gate.gate_id] = gate
+        order = gate.order()
+        at_the_back = not self._line or order > self._line[-1]
+        bisect.insort(self._line, order)
+        if self._summary is None or not at_the_back:
+            self.stale = True
+            return False
+        if self.stale or self.head_left:
+            return False  # the next catch-up places it, in order
+        self._place(gate, now)
+        return gate.gate_id in self.reservations
 
     def leave(self, gate_id: str) -> None:
         """A gate stops waiting (timed out, cancelled): it no longer holds its place in line."""
-        self.waiting.pop(gate_id, None)
-        self._positions.pop(gate_id, None)
+        gate = self.waiting.pop(gate_id, None)
+        if gate is None:
+            return
+        order = gate.order()
+        index = bisect.bisect_left(self._line, order)
+        if index < len(self._line) and self._line[index] == order:
+            del self._line[index]
+        position = self._positions.pop(gate_id, None)
+        if position is not None:
+            bisect.insort(self._departed, position)  # everyone behind moves up one place
+            if gate_id == self._blocked_by:
+                self._blocked_by = None
+                self.head_left = True
 
     @property
     def reserved(self) -> int:
@@ -149,9 +190,10 @@ class Ledger:
             self.period_started_at = now
         self.last_used = summary.used
         self._summary = summary
+        self._now = now
         released = self._release(now)
-        admitted = self._admit(now)
-        return new_period or released > 0 or bool(admitted)
+        admitted = self.admit(now)
+        return new_period or released > 0 or admitted > 0
 
     def standing(self, gate_id: str) -> Standing:
         """The gate's standing as of the latest :meth:`observe` (call that first)."""
@@ -169,8 +211,15 @@ class Ledger:
             holders=len(self.reservations),
             needed=needed,
             total=summary.total,
-            position=self._positions.get(gate_id),
+            position=self._position(gate_id),
         )
+
+    def _position(self, gate_id: str) -> int | None:
+        """The gate's place in line: the place it was given, less the places ahead of it given up since."""
+        position = self._positions.get(gate_id)
+        if position is None:
+            return None
+        return position - bisect.bisect_left(self._departed, position)
 
     def _release(self, now: float) -> int:
         used = self.last_used or 0
@@ -184,33 +233,72 @@ class Ledger:
         self._reserved = sum(r.outstanding(used) for r in self.reservations.values())
         return len(released)
 
-    def _admit(self, now: float) -> list[str]:
+    def admit(self, now: float) -> int:
+        """The full pass: walk the line in order, admitting until the first gate that does not fit.
+
+        Uses the latest summary; ``now`` is when the admitted reservations start to count towards their
+        timeout. Returns how many gates were admitted.
+        """
         summary = self._summary
         assert summary is not None
-        used = summary.used
-        end = max((r.start + r.credits for r in self.reservations.values()), default=used)
-        available = summary.remaining - self._reserved
-        admitted: list[str] = []
+        self._available = summary.remaining - self._reserved
         self._positions = {}
-        blocked = False
-        for gate in sorted(self.waiting.values(), key=Gate.order):
-            if gate.needed > summary.total:
-                continue  # can never fit: it does not hold its place in line
-            if not blocked and available >= gate.needed:
-                start = max(used, end)
-                self.reservations[gate.gate_id] = Reservation(
-                    gate.gate_id, gate.credits_needed, start, now, now, gate.reservation_timeout
-                )
-                end = start + gate.credits_needed
-                available -= gate.credits_needed
-                self._reserved += gate.credits_needed
-                admitted.append(gate.gate_id)
+        self._given_places = 0
+        self._departed = []
+        self._blocked_by = None
+        self.stale = self.head_left = False
+        self._end = max((r.start + r.credits for r in self.reservations.values()), default=summary.used)
+        before = len(self.reservations)
+        for _, gate_id in list(self._line):
+            self._place(self.waiting[gate_id], now)
+        return len(self.reservations) - before
+
+    def catch_up(self, now: float) -> int:
+        """Bring admissions up to date between summaries, after gates joined or left; returns admissions."""
+        if self.stale:
+            return self.admit(now)
+        if not self.head_left:
+            return 0
+        # The first gate in line left: admit from the new head until one does not fit. The places in line
+        # behind are kept, shifted by the departures, so this costs what it admits, not the whole line.
+        assert self._summary is not None
+        self.head_left = False
+        before = len(self.reservations)
+        for _, gate_id in list(self._line):
+            gate = self.waiting[gate_id]
+            if gate.min_credits + gate.credits_needed > self._summary.total:
                 continue
-            blocked = True  # first come, first served: nobody overtakes a gate that does not fit yet
-            self._positions[gate.gate_id] = len(self._positions) + 1
-        for gate_id in admitted:
-            del self.waiting[gate_id]
-        return admitted
+            if self._available < gate.min_credits + gate.credits_needed:
+                self._blocked_by = gate_id
+                break
+            self._reserve(gate, now)
+        return len(self.reservations) - before
+
+    def _place(self, gate: Gate, now: float) -> None:
+        """Admit ``gate``, the next in line after those already placed, or give it its place in line."""
+        summary = self._summary
+        assert summary is not None
+        needed = gate.min_credits + gate.credits_needed
+        if needed > summary.total:
+            return  # can never fit: it does not hold its place in line
+        if self._blocked_by is None and self._available >= needed:
+            self._reserve(gate, now)
+            return
+        if self._blocked_by is None:
+            self._blocked_by = gate.gate_id  # first come, first served: nobody overtakes it
+        self._given_places += 1
+        self._positions[gate.gate_id] = self._given_places
+
+    def _reserve(self, gate: Gate, now: float) -> None:
+        assert self._summary is not None
+        start = max(self._summary.used, self._end)
+        self.reservations[gate.gate_id] = Reservation(
+            gate.gate_id, gate.credits_needed, start, self._now, now, gate.reservation_timeout
+        )
+        self._end = start + gate.credits_needed
+        self._available -= gate.credits_needed
+        self._reserved += gate.credits_needed
+        self.leave(gate.gate_id)
 
     # -- persistence ------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -235,5 +323,7 @@ class Ledger:
             self.last_used = state["used"]  # the baseline that tells a new period after a restart
         for raw in state.get("reservations") or ():
             reservation = Reservation(**raw)
-            self.reservations.setdefault(reservation.gate_id, reservation)
-            self.waiting.pop(reservation.gate_id, None)
+            if reservation.gate_id not in self.reservations:
+                self.reservations[reservation.gate_id] = reservation
+                self.leave(reservation.gate_id)
+                self.stale = True
