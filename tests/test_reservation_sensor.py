@@ -99,3 +99,29 @@ def test_a_misconfigured_gate_fails_before_any_request(
     assert states["wait"] == "failed"
     assert fake_server.request_count == 0
     assert message in capfd.readouterr().out
+
+
+def test_the_example_gate_reserves_by_default_and_takes_null_for_a_plain_floor(
+    airflow_db: Path,
+    install_dag: Callable[[Path], Path],
+    tamtam_conn: Callable[..., str],
+    fake_server: FakeTamtamServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TAMTAM_GATE_POKE_INTERVAL", "0.2")
+    tamtam_conn()
+    forget_ledger()
+    example = install_dag(Path(__file__).parent.parent / "example_dags" / "tamtam_gate_on_credits.py")
+    fake_server.set_credits([credit_line(TYPE, used=4400, total=5000)])
+    try:
+        assert run_dag(example, "tamtam_gate_on_credits")["run_import"] == "success"
+        assert "500 needed; done; 500 reserved for this run" in capfd.readouterr().out
+        # 600 remaining, 500 reserved: a plain floor of 600 is met at once, without a reservation.
+        conf = {"credits_needed": None, "min_credits": 600}
+        assert run_dag(example, "tamtam_gate_on_credits", run_conf=conf)["run_import"] == "success"
+        out = capfd.readouterr().out
+        assert "Tamtam credits MaxKeyAccountsUnlocked: 600 remaining, 600 needed; waited" in out
+        assert "reserved for this run" not in out
+    finally:
+        forget_ledger()
