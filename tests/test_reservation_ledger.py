@@ -86,10 +86,13 @@ def test_merging_never_counts_a_release_twice() -> None:
     ledger.observe(summary(used=0, total=1000), now=0.0)
     stored = ledger.to_state()
     ledger.observe(summary(used=500, total=1000), now=1.0)  # a spent its 500
-    ledger.merge_state(stored)  # an older copy brings a back ...
+    ledger.merge_state(stored)  # an older copy brings a back, and the latest summary releases it again
+    assert ledger.reservations == {}
+    assert ledger.to_state()["reservations"] == []  # so the store does not keep it either
     ledger.join(gate("b", since=1.0), now=0.0)
-    ledger.observe(summary(used=500, total=1000), now=2.0)  # ... and the same observation releases it again
+    ledger.observe(summary(used=500, total=1000), now=2.0)
     assert set(ledger.reservations) == {"b"}
+    assert ledger.standing("b").holders == 1
     assert ledger.reserved == 500
 
 

@@ -327,3 +327,5 @@ class Ledger:
                 self.reservations[reservation.gate_id] = reservation
                 self.leave(reservation.gate_id)
                 self.stale = True
+        if self._summary is not None:
+            self._release(self._now)  # what the latest summary shows released goes again, at once
