@@ -60,7 +60,16 @@ class TamtamAuthError(TamtamAPIError):
 
 
 class TamtamResponseError(TamtamError):
-    """A 2xx answer whose body breaks the API contract (not JSON, a field missing or of the wrong type)."""
+    """An answer that cannot be used: a 2xx body that breaks the API contract (not JSON, a field missing or
+    of the wrong type), a body over the size limit, a redirect that cannot be followed.
+
+    ``status`` is the answer's HTTP status when there was one; the error is retryable when that status is.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = status in RETRYABLE_STATUSES
 
 
 @contextmanager

@@ -6,6 +6,7 @@ integer are rejected rather than coerced; unknown extra fields are ignored for f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
@@ -63,6 +64,13 @@ class Problem(BaseModel):
         parts = [p for p in (self.title, self.detail) if p]
         parts += [f"{e.location}: {e.message}" if e.location else str(e.message) for e in self.errors or []]
         return "; ".join(parts) or self.type
+
+    def redacted(self, redact: Callable[[Any], Any]) -> Problem:
+        """A copy with every field (``errors[].value`` included, however nested) passed through ``redact``.
+
+        ``redact`` maps parsed JSON to parsed JSON, e.g. ``Redactor.deep`` removing the credential.
+        """
+        return Problem.model_validate(redact(self.model_dump()))
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -19,5 +19,10 @@ def load_dag(path: Path, dag_id: str) -> Any:
 
 def run_dag(path: Path, dag_id: str, **test_kwargs: Any) -> dict[str, str]:
     """Run one DAG run in-process (triggers run inline) and return each task's final state."""
+    return {task_id: state for task_id, (state, _) in run_dag_tries(path, dag_id, **test_kwargs).items()}
+
+
+def run_dag_tries(path: Path, dag_id: str, **test_kwargs: Any) -> dict[str, tuple[str, int]]:
+    """Like :func:`run_dag`, with how many tries each task took (``dag.test()`` runs task retries too)."""
     dag_run = load_dag(path, dag_id).test(**test_kwargs)
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    return {ti.task_id: (str(ti.state), int(ti.try_number)) for ti in dag_run.get_task_instances()}

@@ -86,6 +86,18 @@ def test_fail_below_fails_without_retries_and_keeps_the_lines_in_xcom(
     assert fake_server.request_count == 1  # retries=2 on the task, yet no second try
 
 
+@pytest.mark.parametrize(
+    "dag_id", ["operator_fail_below_int_at_boundary", "operator_fail_below_map_at_boundary"]
+)
+def test_fail_below_passes_when_remaining_credits_equal_the_threshold(
+    operator_dags: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], dag_id: str
+) -> None:
+    # Exports has exactly 2 remaining and the small MaxKeyAccountsUnlocked line exactly 5: not below either
+    assert run_dag(operator_dags, dag_id) == {"read": "success", "after": "success"}
+    assert received(tmp_path, dag_id) == LINES
+    assert "below threshold" not in capfd.readouterr().out
+
+
 def test_emits_gauges_per_credit_type(operator_dags: Path) -> None:
     drain_statsd()
     run_dag(operator_dags, "operator_all")

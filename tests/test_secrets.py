@@ -52,15 +52,46 @@ def test_credential_absent_from_debug_logs_errors_and_reprs(
         assert secret not in text
 
 
-def test_credential_is_registered_with_airflows_masker(tamtam_conn: Callable[..., str]) -> None:
-    distinctive = "tt-mask-me-7d1f0c9ab2e84"
-    tamtam_conn(password=distinctive)
+@pytest.fixture
+def unmasked_connections(
+    monkeypatch: pytest.MonkeyPatch, fake_server: FakeTamtamServer
+) -> Callable[[str], str]:
+    """Serve Tamtam connections from a dict, through a lookup that, unlike Airflow's, masks nothing.
+
+    Airflow's own lookup registers the password with the masker, so a masked password after a lookup through
+    it says nothing about the hook; with this source, only the hook can have registered it.
+    """
+    from airflow.sdk.definitions.connection import Connection
+    from airflow.sdk.execution_time import context
+
+    defined: dict[str, Connection] = {}
+
+    def lookup(conn_id: str) -> Connection:
+        return defined[conn_id]
+
+    async def alookup(conn_id: str) -> Connection:
+        return defined[conn_id]
+
+    monkeypatch.setattr(context, "_get_connection", lookup)
+    monkeypatch.setattr(context, "_async_get_connection", alookup)
+
+    def define(password: str) -> str:
+        defined["tamtam_default"] = Connection(
+            conn_id="tamtam_default", conn_type="tamtam", host=fake_server.url, password=password
+        )
+        assert _redact(password) == password, "the connection source masked the password itself"
+        return password
+
+    return define
+
+
+def test_credential_is_registered_with_airflows_masker(unmasked_connections: Callable[[str], str]) -> None:
+    distinctive = unmasked_connections("tt-mask-me-7d1f0c9ab2e84")
     TamtamHook().get_conn()
     assert _redact(f"key={distinctive}") == "key=***"
 
 
-async def test_async_path_registers_the_credential_too(tamtam_conn: Callable[..., str]) -> None:
-    distinctive = "tt-async-mask-5e2a9b7c1d"
-    tamtam_conn(password=distinctive)
+async def test_async_path_registers_the_credential_too(unmasked_connections: Callable[[str], str]) -> None:
+    distinctive = unmasked_connections("tt-async-mask-5e2a9b7c1d")
     await TamtamHook().aget_conn()
     assert _redact(distinctive) == "***"

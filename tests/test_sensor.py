@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line
-from tests.airflow_run import run_dag
+from tests.airflow_run import run_dag, run_dag_tries
 
 DAGS = Path(__file__).parent / "dags" / "tamtam_test_sensor_dags.py"
 SHORT = [
@@ -55,14 +57,25 @@ def test_waits_while_short_then_lets_the_job_run(
     assert "Tamtam credits MaxKeyAccountsUnlocked: 100 remaining, 500 needed" in out
 
 
+@pytest.mark.parametrize(("dag_id", "short_answers"), [("sensor_poke", 6), ("sensor_reschedule", 2)])
 def test_poke_logs_progress_with_the_time_waited(
-    sensor_dags: Path, fake_server: FakeTamtamServer, capfd: pytest.CaptureFixture[str]
+    sensor_dags: Path,
+    fake_server: FakeTamtamServer,
+    capfd: pytest.CaptureFixture[str],
+    dag_id: str,
+    short_answers: int,
 ) -> None:
-    fake_server.schedule_credits([(2, SHORT), (0, ENOUGH)])
-    assert run_dag(sensor_dags, "sensor_poke")["wait"] == "success"
-    progress = [line for line in capfd.readouterr().out.splitlines() if "500 needed; waited" in line]
-    assert len(progress) == 3
-    assert "waited 0:00:00" in progress[0]
+    fake_server.schedule_credits([(short_answers, SHORT), (0, ENOUGH)])
+    assert run_dag(sensor_dags, dag_id)["wait"] == "success"
+    waited = [
+        timedelta(hours=int(h), minutes=int(m), seconds=int(s))
+        for h, m, s in re.findall(r"500 needed; waited (\d+):(\d\d):(\d\d)", capfd.readouterr().out)
+    ]
+    assert len(waited) == short_answers + 1
+    assert waited[0] == timedelta(0)
+    assert waited == sorted(waited)
+    # the last check comes at least 1.2 s (6 x 0.2 s) or 2 s (2 x 1 s reschedules) after the first
+    assert timedelta(seconds=1) <= waited[-1] < timedelta(seconds=60)
 
 
 def test_absent_type_counts_as_zero_and_names_the_types_present(
@@ -94,12 +107,13 @@ def test_wrong_key_fails_at_once_without_task_retries(
 
 
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
-def test_timeout_fails_and_soft_fail_skips(
+def test_timeout_fails_and_soft_fail_skips_without_task_retries(
     sensor_dags: Path, fake_server: FakeTamtamServer, mode: str
 ) -> None:
     fake_server.set_credits(SHORT)
-    assert run_dag(sensor_dags, f"sensor_timeout_{mode}") == {"wait": "failed", "after": "upstream_failed"}
-    assert run_dag(sensor_dags, f"sensor_soft_fail_{mode}") == {"wait": "skipped", "after": "skipped"}
+    # the sensors have retries=2: a timeout raised as a retryable error would show as try 3
+    assert run_dag_tries(sensor_dags, f"sensor_timeout_{mode}")["wait"] == ("failed", 1)
+    assert run_dag_tries(sensor_dags, f"sensor_soft_fail_{mode}")["wait"] == ("skipped", 1)
 
 
 def test_bad_min_credits_fails_before_any_request(sensor_dags: Path, fake_server: FakeTamtamServer) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -15,15 +14,10 @@ from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line, statu
 from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
 from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
 from tests.conftest import API_KEY
+from tests.trigger_run import first_event
 
 SHORT = [credit_line("Exports", used=9, total=10)]
 ENOUGH = [credit_line("Exports", used=0, total=10)]
-
-
-async def first_event(trigger: TamtamCreditsTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return dict(event.payload)
-    raise AssertionError("the trigger ended without an event")
 
 
 def test_serialize_round_trip() -> None:
@@ -33,6 +27,7 @@ def test_serialize_round_trip() -> None:
         "tamtam_x",
         poll_interval=2.5,
         end_time=1_900_000_000.0,
+        not_before=1_899_999_000.5,
         credits_needed=3,
         reservation_timeout=60.0,
         gate_id="gate-1",
@@ -49,6 +44,7 @@ def test_serialize_round_trip() -> None:
         "tamtam_conn_id": "tamtam_x",
         "poll_interval": 2.5,
         "end_time": 1_900_000_000.0,
+        "not_before": 1_899_999_000.5,
         "credits_needed": 3,
         "reservation_timeout": 60.0,
         "gate_id": "gate-1",
@@ -208,6 +204,23 @@ async def test_callers_during_a_refresh_get_the_recent_answer_without_waiting(
     stale = await poll.get_credits(0.2)
     assert not refresher.done()  # the second caller did not queue behind the request
     assert stale[0].credit_type == "MaxKeyAccountsUnlocked"  # the previous answer
+    assert (await refresher)[0].to_dict() == ENOUGH[0]
+    assert fake_server.request_count == 2
+
+
+async def test_an_answer_two_intervals_old_is_not_served_even_during_a_refresh(
+    fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str]
+) -> None:
+    tamtam_conn()
+    poll = SharedCreditsPoll.for_connection("tamtam_default")
+    await poll.get_credits(0.2)
+    fake_server.set_credits(ENOUGH)
+    fake_server.latency = 0.5
+    await asyncio.sleep(0.42)  # just older than two 0.2 s intervals (a slow machine only makes it older)
+    refresher = asyncio.create_task(poll.get_credits(0.2))
+    await asyncio.sleep(0)  # the refresher sends its request
+    late = await poll.get_credits(0.2)  # joins the refresh in flight rather than take the old answer
+    assert late[0].to_dict() == ENOUGH[0]
     assert (await refresher)[0].to_dict() == ENOUGH[0]
     assert fake_server.request_count == 2
 

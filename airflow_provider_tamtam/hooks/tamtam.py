@@ -14,7 +14,7 @@ from airflow_provider_tamtam._compat import (
     mask_secret,
 )
 from airflow_provider_tamtam.client import RetryPolicy, TamtamClient, normalize_base_url
-from airflow_provider_tamtam.exceptions import TamtamConfigError, TamtamError
+from airflow_provider_tamtam.exceptions import TamtamAuthError, TamtamConfigError, TamtamError
 from airflow_provider_tamtam.models import CreditLine
 
 AUTH_TYPES = ("api_key", "bearer")
@@ -55,6 +55,7 @@ class TamtamHook(BaseHook):
         self.max_retries = max_retries
         self.retry_policy = retry_policy
         self._client: TamtamClient | None = None
+        self._settings: tuple[Any, ...] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tamtam_conn_id={self.tamtam_conn_id!r})"
@@ -68,38 +69,76 @@ class TamtamHook(BaseHook):
         """
         return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
 
-    def get_conn(self) -> TamtamClient:
-        """Return the API client, reading and checking the connection on first use."""
-        if self._client is None:
+    def get_conn(self, *, reread: bool = False) -> TamtamClient:
+        """Return the API client, reading and checking the connection on first use.
+
+        With ``reread`` the connection is looked up again even when a client exists; the client is rebuilt
+        only when a setting changed (key, host, timeout, ...), and a deleted connection raises.
+        """
+        if self._client is None or reread:
             try:
                 conn = self.get_connection(self.tamtam_conn_id)
             except AirflowNotFoundException:
                 raise self._missing_connection() from None
-            password = self._password(conn)
-            mask_secret(password)
-            self._client = self._build_client(conn, password)
-        return self._client
+            password = self._changed_password(conn)
+            if password is not None:
+                mask_secret(password)
+                self._use(conn, password)
+        return self._current_client()
 
-    async def aget_conn(self) -> TamtamClient:
+    async def aget_conn(self, *, reread: bool = False) -> TamtamClient:
         """Async :meth:`get_conn` for triggers: no sync connection lookup and no blocking call on the loop."""
-        if self._client is None:
+        if self._client is None or reread:
             try:
                 conn = await aget_connection(self.tamtam_conn_id)
             except AirflowNotFoundException:
                 raise self._missing_connection() from None
-            password = self._password(conn)
-            await amask_secret(password)
-            self._client = self._build_client(conn, password)
-        return self._client
+            except Exception as exc:
+                if self._client is None:
+                    raise
+                # a secrets backend or metadata database that fails for a moment must not end every wait
+                self.log.warning(
+                    "Could not re-read Tamtam connection %r (%s); keeping it as it was",
+                    self.tamtam_conn_id,
+                    type(exc).__name__,
+                )
+                return self._client
+            password = self._changed_password(conn)
+            if password is not None:
+                await amask_secret(password)
+                self._use(conn, password)
+        return self._current_client()
 
     def get_credits(self) -> list[CreditLine]:
-        """Return every credit line of the account; ``[]`` when it has no active subscription."""
-        return self.get_conn().get_credits()
+        """Return every credit line of the account; ``[]`` when it has no active subscription.
 
-    async def aget_credits(self) -> list[CreditLine]:
-        """Async :meth:`get_credits`, for triggers; it never blocks the event loop."""
-        client = await self.aget_conn()
-        return await client.aget_credits()
+        A refused credential (401/403) makes the hook read the connection again: when the key or token
+        there changed (rotated meanwhile), the request is sent again at once with it; only a refusal of the
+        connection's current credential is raised.
+        """
+        client = self.get_conn()
+        try:
+            return client.get_credits()
+        except TamtamAuthError:
+            current = self.get_conn(reread=True)
+            if current is client:
+                raise  # the connection still holds what was refused
+        return current.get_credits()
+
+    async def aget_credits(self, *, reread_connection: bool = False) -> list[CreditLine]:
+        """Async :meth:`get_credits`, for triggers; it never blocks the event loop.
+
+        With ``reread_connection`` the connection is read before the call too (the client is kept unless
+        a setting changed), so long-lived callers follow every edit of it.
+        """
+        client = await self.aget_conn(reread=reread_connection)
+        try:
+            return await client.aget_credits()
+        except TamtamAuthError:
+            current = await self.aget_conn(reread=True)
+            if current is client:
+                raise  # the connection still holds what was refused
+        return await current.aget_credits()
 
     def test_connection(self) -> tuple[bool, str]:
         """Back the UI's Test button and ``airflow connections test``: one real call, no secret in it."""
@@ -119,6 +158,23 @@ class TamtamHook(BaseHook):
             f"Tamtam connection {conn_id!r} is not defined: add it under Admin > Connections, "
             f"as the environment variable AIRFLOW_CONN_{conn_id.upper()}, or in your secrets backend"
         )
+
+    def _changed_password(self, conn: Any) -> str | None:
+        """The checked password when the client must be (re)built from ``conn``; None when it is current."""
+        if self._client is not None and _settings_of(conn) == self._settings:
+            return None
+        return self._password(conn)
+
+    def _use(self, conn: Any, password: str) -> None:
+        """Build the client for ``conn`` and close the one it replaces."""
+        client = self._build_client(conn, password)
+        if self._client is not None:
+            self._client.close()
+        self._client, self._settings = client, _settings_of(conn)
+
+    def _current_client(self) -> TamtamClient:
+        assert self._client is not None
+        return self._client
 
     def _password(self, conn: Any) -> str:
         password = (conn.password or "").strip()
@@ -194,3 +250,8 @@ def _flag(extra: dict[str, Any], key: str, where: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no", ""):
         return value.strip().lower() in ("true", "1", "yes")
     raise TamtamConfigError(f"{where}: extra {key} must be true or false, got {value!r}")
+
+
+def _settings_of(conn: Any) -> tuple[Any, ...]:
+    """Everything of a connection the client is built from; a change means a new client."""
+    return (conn.host, conn.port, conn.schema, conn.password, conn.extra)

@@ -46,8 +46,8 @@ class TamtamGetCreditsOperator(BaseOperator):
         self.fail_below = _checked_thresholds(fail_below)
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        wanted = _checked_types(self.credit_types)
-        with no_task_retry_for_permanent_errors():
+        with no_task_retry_for_permanent_errors():  # a bad argument or connection: no retry can fix it
+            wanted = _checked_types(self.credit_types)
             lines = TamtamHook(self.tamtam_conn_id).get_credits()
         if wanted is not None:
             present = {line.credit_type for line in lines}

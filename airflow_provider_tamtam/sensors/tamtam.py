@@ -16,6 +16,7 @@ from airflow_provider_tamtam._compat import (
     AirflowSkipException,
     conf,
 )
+from airflow_provider_tamtam.client import RetryPolicy
 from airflow_provider_tamtam.exceptions import (
     TamtamConfigError,
     TamtamError,
@@ -58,9 +59,9 @@ class TamtamCreditsSensor(BaseSensorOperator):
     """Wait until the remaining credits of ``credit_type``, summed over all its lines, reach ``min_credits``.
 
     Works in ``poke``, ``reschedule`` and deferrable mode; deferred sensors on one connection share one
-    request per poll interval in the triggerer. A wrong key or any other non-retryable error fails the task
-    at once, without task retries; transient errors are retried inside the hook first. The XCom return value
-    is the matching credit lines as dicts.
+    request per poll interval in the triggerer. A bad argument, a wrong key or any other non-retryable error
+    fails the task at once, without task retries, in every mode; transient errors are retried inside the
+    hook first, never past ``timeout``. The XCom return value is the matching credit lines as dicts.
 
     With ``credits_needed`` the gate also reserves what the run will spend, so that many runs waiting at
     once are admitted only as far as the balance covers them all (``airflow_provider_tamtam.reservations``).
@@ -114,23 +115,30 @@ class TamtamCreditsSensor(BaseSensorOperator):
             # at once, so that any number of runs starting together cost one API call, not one each.
             with no_task_retry_for_permanent_errors():
                 TamtamHook(self.tamtam_conn_id).get_conn()
-            self._defer()
+            self._defer(time.time(), not_before=None)
         if not self.deferrable:
             return super().execute(context)
         # One synchronous check first: it fails fast on a bad connection and skips deferring when already met.
-        result = self.poke(context)
-        if result.is_done:
-            return result.xcom_value
-        self._defer()
+        # The trigger never acts on an answer to a request sent before it (wall clock: another process).
+        checked_at = time.time()
+        try:
+            result = self.poke(context)
+        except TamtamError as exc:  # transient, and outlasted the hook's retries: the trigger keeps trying
+            self.log.warning("Tamtam credits check failed (%s); waiting in the triggerer", exc)
+        else:
+            if result.is_done:
+                return result.xcom_value
+        self._defer(checked_at, not_before=checked_at)
 
-    def _defer(self) -> None:
+    def _defer(self, started_at: float, *, not_before: float | None) -> None:
         self.defer(
             trigger=TamtamCreditsTrigger(
                 credit_type=self.credit_type,
                 min_credits=self.min_credits,
                 tamtam_conn_id=self.tamtam_conn_id,
                 poll_interval=self.poke_interval,
-                end_time=time.time() + self.timeout,
+                end_time=started_at + self.timeout,
+                not_before=not_before,
                 credits_needed=self.credits_needed,
                 reservation_timeout=_seconds(self.reservation_timeout),
             ),
@@ -139,8 +147,10 @@ class TamtamCreditsSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
+        # retries of one check never outlast the sensor's own timeout
+        policy = RetryPolicy(deadline=min(RetryPolicy.deadline, float(self.timeout)))
         with no_task_retry_for_permanent_errors():
-            lines = TamtamHook(self.tamtam_conn_id).get_credits()
+            lines = TamtamHook(self.tamtam_conn_id, retry_policy=policy).get_credits()
         summary = CreditSummary.of(lines, self.credit_type)
         self.log.info(
             "Tamtam credits %s: %d remaining, %d needed%s; waited %s",
@@ -176,7 +186,11 @@ class TamtamCreditsSensor(BaseSensorOperator):
         )
 
     def _check_arguments(self) -> None:
-        """Reject bad templated values with one message before any request."""
+        """Reject bad templated values with one message before any request, failing without task retries."""
+        with no_task_retry_for_permanent_errors():
+            self._check_templated_values()
+
+    def _check_templated_values(self) -> None:
         if not isinstance(self.credit_type, str) or not self.credit_type.strip():
             raise TamtamConfigError(f"credit_type must be a non-empty string, got {self.credit_type!r}")
         try:

@@ -8,6 +8,14 @@ extra interval old) rather than queueing behind the request: otherwise every tri
 same instant when the answer lands, and after a few intervals all of them would wake in one burst. Callers
 with no usable answer wait for the request. Failures are shared too, and never served stale, so an outage
 does not turn into one request per trigger either.
+
+Callers can also refuse outcomes older than they are: ``not_before`` (wall-clock epoch seconds, so that a
+worker's check and the triggerer's poll compare across processes) skips any answer or error of a request
+sent before it, and ``errors_not_before`` does so for errors only. A caller that refuses the request in
+flight still waits for it (one request at a time), then sends its own.
+
+Every request re-reads the connection (see :meth:`TamtamHook.aget_credits`), so edits of the key, host or
+timeout take effect from the next poll, and a deleted connection stops being used.
 """
 
 from __future__ import annotations
@@ -28,9 +36,18 @@ _POLLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SharedCre
 
 @dataclass(frozen=True)
 class _Snapshot:
+    sent_at: float
+    """Wall-clock epoch seconds when the request was sent: nothing in the answer predates it."""
     fetched_at: float
+    """``time.monotonic()`` when the answer arrived; ages are measured from here."""
     lines: list[CreditLine] | None
     error: TamtamError | None
+
+    def usable(self, not_before: float | None, errors_not_before: float | None) -> bool:
+        """Whether a caller that refuses outcomes of requests sent before these times may have it."""
+        if not_before is not None and self.sent_at < not_before:
+            return False
+        return self.error is None or errors_not_before is None or self.sent_at >= errors_not_before
 
 
 class SharedCreditsPoll:
@@ -60,22 +77,45 @@ class SharedCreditsPoll:
         """
         return self._snapshot.lines if self._snapshot is not None else None
 
-    async def get_credits(self, max_age: float) -> list[CreditLine]:
+    async def get_credits(
+        self,
+        max_age: float,
+        *,
+        not_before: float | None = None,
+        errors_not_before: float | None = None,
+    ) -> list[CreditLine]:
         """Credit lines no older than ``max_age`` seconds, fetching them only when no fresh answer exists.
 
         While another caller's refresh is in flight, an answer up to ``2 * max_age`` old is returned at once.
+
+        :param not_before: wall-clock epoch seconds; answers and errors of requests sent before it are
+            never returned. A time ahead of this process's clock counts as now.
+        :param errors_not_before: the same for errors only, e.g. when the caller started waiting: an
+            error that happened before is not the caller's to see.
         """
-        snapshot = self._snapshot
-        age = time.monotonic() - snapshot.fetched_at if snapshot else float("inf")
-        if age > max_age:
-            someone_else_refreshes = self._inflight is not None
+        now = time.time()
+        not_before = None if not_before is None else min(not_before, now)
+        errors_not_before = None if errors_not_before is None else min(errors_not_before, now)
+        while True:
+            snapshot = self._snapshot
+            usable = snapshot is not None and snapshot.usable(not_before, errors_not_before)
+            age = time.monotonic() - snapshot.fetched_at if snapshot is not None else float("inf")
+            if snapshot is not None and usable and age <= max_age:
+                return self._outcome(snapshot)
+            recent = snapshot is not None and usable and snapshot.error is None and age <= 2 * max_age
+            if self._inflight is not None and recent:
+                assert snapshot is not None
+                return self._outcome(snapshot)  # someone else refreshes; no need to queue behind it
             if self._inflight is None:
                 self._inflight = asyncio.ensure_future(self._fetch())
-            recent = snapshot is not None and snapshot.error is None and age <= 2 * max_age
-            if not (someone_else_refreshes and recent):
-                # shield: one waiter being cancelled must not cancel the request the others are waiting for
-                snapshot = await asyncio.shield(self._inflight)
-        assert snapshot is not None
+            # shield: one waiter being cancelled must not cancel the request the others are waiting for
+            snapshot = await asyncio.shield(self._inflight)
+            if snapshot.usable(not_before, errors_not_before):
+                return self._outcome(snapshot)
+            # that request was sent before this caller's cut-off: send one of our own (one at a time)
+
+    @staticmethod
+    def _outcome(snapshot: _Snapshot) -> list[CreditLine]:
         if snapshot.error is not None:
             raise snapshot.error
         assert snapshot.lines is not None
@@ -85,13 +125,14 @@ class SharedCreditsPoll:
         if self._hook is None:
             self._hook = TamtamHook(self.tamtam_conn_id)
         self.requests_sent += 1
+        sent_at = time.time()
         try:
-            lines = await self._hook.aget_credits()
-            snapshot = _Snapshot(time.monotonic(), lines, None)  # fresh from when it arrived
+            lines = await self._hook.aget_credits(reread_connection=True)
+            snapshot = _Snapshot(sent_at, time.monotonic(), lines, None)  # fresh from when it arrived
         except TamtamError as exc:
             if not exc.retryable:
-                self._hook = None  # re-read the connection next time: the key may have been fixed
-            snapshot = _Snapshot(time.monotonic(), None, exc)
+                self._hook = None  # start over with a new hook and client next time
+            snapshot = _Snapshot(sent_at, time.monotonic(), None, exc)
         finally:
             self._inflight = None
         self._snapshot = snapshot

@@ -18,6 +18,9 @@ CASES: dict[str, dict[str, Any]] = {
     "operator_templated": {"credit_types": "{{ params.only }}", "params": {"only": "Exports"}},
     "operator_fail_below_int": {"fail_below": 50},
     "operator_fail_below_map": {"fail_below": {"Exports": 5, "MaxKeyAccountsUnlocked": 10}},
+    # thresholds equal to the lowest remaining credits: "below" is strict, so these pass
+    "operator_fail_below_int_at_boundary": {"fail_below": 2},
+    "operator_fail_below_map_at_boundary": {"fail_below": {"Exports": 2, "MaxKeyAccountsUnlocked": 5}},
 }
 
 for dag_id, operator_kwargs in CASES.items():
