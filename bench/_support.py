@@ -7,6 +7,7 @@ anything does.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import json
@@ -124,3 +125,16 @@ def define_connection(conn_id: str, **fields: object) -> None:
 def define_tamtam_connection(conn_id: str, base_url: str) -> None:
     """A Tamtam connection to ``base_url`` (a fake server's) with the bench's API key."""
     define_connection(conn_id, conn_type="tamtam", host=base_url, password=API_KEY)
+
+
+async def loop_lag_ticker(lags: list[tuple[float, float]], stop: asyncio.Event, tick: float = 0.005) -> None:
+    """Sleep ``tick`` in a loop and record when (``loop.time()``), and how late, every wake-up was."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        expected = loop.time() + tick
+        await asyncio.sleep(tick)
+        lags.append((expected, loop.time() - expected))
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"

@@ -37,8 +37,10 @@ from _support import (
     control,
     define_tamtam_connection,
     fake_server_process,
+    loop_lag_ticker,
     request_log,
     use_throwaway_airflow_home,
+    verdict,
 )
 
 use_throwaway_airflow_home()  # before anything imports Airflow; it also quiets the triggers' per-poll INFO
@@ -88,14 +90,6 @@ def _credits(used: int, total: int) -> list[dict[str, object]]:
     ]
 
 
-async def _ticker(lags: list[float], stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        expected = loop.time() + TICK
-        await asyncio.sleep(TICK)
-        lags.append(loop.time() - expected)
-
-
 async def _gate(offset: float, index: int, reserved: bool, result: CaseResult) -> None:
     """A deferred sensor arriving at ``offset``: one trigger, run to its single event."""
     from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
@@ -134,9 +128,9 @@ async def _run_case(base_url: str, contender: str, n: int) -> CaseResult:
     result = CaseResult(contender, n)
     rng = random.Random(SEED + n)
     offsets = sorted(rng.uniform(0.0, POLL_INTERVAL) for _ in range(n))
-    lags: list[float] = []
+    lags: list[tuple[float, float]] = []
     stop = asyncio.Event()
-    ticker = asyncio.create_task(_ticker(lags, stop))
+    ticker = asyncio.create_task(loop_lag_ticker(lags, stop, TICK))
     await asyncio.sleep(0.05)
     reserved = contender == "reserved"
     start = time.monotonic()
@@ -156,7 +150,7 @@ async def _run_case(base_url: str, contender: str, n: int) -> CaseResult:
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             result.failures.append(f"{type(exc).__name__}: {exc}")
-    ordered = sorted(lags)
+    ordered = sorted(lag for _, lag in lags)
     result.worst_lag = ordered[-1] if ordered else 0.0
     result.p99_lag = ordered[int(0.99 * (len(ordered) - 1))] if ordered else 0.0
     admitted = result.events.get("success", 0)
@@ -186,10 +180,6 @@ async def _warm_up() -> None:
         )
         async for _ in trigger.run():
             pass
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def main() -> int:
