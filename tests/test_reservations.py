@@ -7,7 +7,6 @@ waits are bounded by conditions (``until``), never by guessing how long a check 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -277,16 +276,15 @@ def test_a_restarted_triggerer_remembers_the_runs_it_admitted(
 
 
 async def test_without_a_store_the_ledger_lives_in_memory_and_says_so_once(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from airflow.sdk.execution_time import task_runner
+
     from airflow_provider_tamtam.reservations import store
 
-    with contextlib.suppress(AttributeError):
-        from airflow.sdk.execution_time import task_runner
-
-        if getattr(task_runner, "SUPERVISOR_COMMS", None) is not None:
-            pytest.skip("this process talks to an Airflow supervisor")
-    store._warned_memory = False
+    # A bare process: no supervisor channel (an earlier dag.test() in this process may have left one).
+    monkeypatch.delattr(task_runner, "SUPERVISOR_COMMS", raising=False)
+    monkeypatch.setattr(store, "_warned_memory", False)
     with caplog.at_level(logging.WARNING):
         assert isinstance(store.default_store(), MemoryStore)
         assert isinstance(store.default_store(), MemoryStore)
