@@ -152,3 +152,26 @@ def test_gates_joining_and_leaving_between_summaries_keep_the_order() -> None:
     ledger.leave("huge")
     assert ledger.catch_up(now=3.0) == 1
     assert ledger.reserved == 300
+
+
+async def test_two_triggerers_sharing_a_store_see_each_others_reservations_at_their_next_answer() -> None:
+    store = MemoryStore()  # stands in for the Variable every triggerer reads and writes
+    one = ReservationDesk("tamtam_default", TYPE, store)
+    two = ReservationDesk("tamtam_default", TYPE, store)
+    await one.join(gate("a", 600))
+    await two.join(gate("b", 600, since=1.0))
+    short = lines(used=0, total=500)
+    one.check("a", short, short)
+    two.check("b", short, short)
+    await two.sync()
+    topped_up = lines(used=0, total=1100)
+    assert one.check("a", topped_up, topped_up).admitted
+    await one.written()
+    await two.sync()  # what the other triggerer does after each answer of its own poll
+    later = lines(used=0, total=1100)
+    standing = two.check("b", later, later)
+    assert (standing.admitted, standing.reserved, standing.holders) == (False, 600, 1)
+    assert standing.position == 1
+    # (An answer applied by the second triggerer before that read would have admitted b as well: the
+    # overdraw the README bounds to about one poll interval, which routing the gates to one triggerer
+    # removes.)

@@ -54,7 +54,8 @@ class ReservationDesk:
         self._last_lines: list[CreditLine] | None = None
         self._version = 0  # bumped by every change worth writing
         self._written = 0
-        self._writer: asyncio.Task[None] | None = None
+        self._syncer: asyncio.Task[None] | None = None
+        self._sync_again = False
         self._written_event = asyncio.Event()
 
     @classmethod
@@ -93,21 +94,22 @@ class ReservationDesk:
         if newest is not self._last_lines:
             self._last_lines = newest
             if self.ledger.observe(CreditSummary.of(newest, self.credit_type), time.time()):
-                self._changed()
+                self._version += 1
+            self._sync_soon()  # once per answer: also takes in what other triggerers admitted
         elif self.ledger.catch_up(time.time()):
             self._changed()
         return self.ledger.standing(gate_id)
 
     def _changed(self) -> None:
         self._version += 1
-        self._start_writer()
+        self._sync_soon()
 
     async def written(self) -> None:
         """Return once every change made so far is in the store (or the store has been given up)."""
         target = self._version
         while self._written < target and self._store is not None:
             self._written_event.clear()
-            self._start_writer()
+            self._sync_soon()
             await self._written_event.wait()
 
     async def _load(self) -> None:
@@ -126,26 +128,37 @@ class ReservationDesk:
         if state is not None:
             self.ledger.merge_state(state)
 
-    def _start_writer(self) -> None:
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._write_changes())
+    def _sync_soon(self) -> None:
+        if self._syncer is None or self._syncer.done():
+            self._syncer = asyncio.ensure_future(self._sync_loop())
+        else:
+            self._sync_again = True
 
-    async def _write_changes(self) -> None:
-        """Single writer: read and merge what is stored (other triggerers' admissions), then write."""
+    async def _sync_loop(self) -> None:
         try:
-            while self._store is not None and self._written < self._version:
-                target = self._version
-                await self._read_and_merge()
-                if self._store is None:
+            while True:
+                self._sync_again = False
+                await self.sync()
+                if not self._sync_again and (self._store is None or self._written >= self._version):
                     break
-                try:
-                    await self._store.save(self.key, self.ledger.to_state())
-                except Exception as exc:
-                    self._give_up_store(exc)
-                    break
-                self._written = max(self._written, target)
         finally:
             self._written_event.set()
+
+    async def sync(self) -> None:
+        """Read and merge the stored ledger (other triggerers' admissions), then write ours if it changed.
+
+        Runs once per answer of the shared poll and after every change, one at a time.
+        """
+        target = self._version
+        await self._read_and_merge()
+        if self._store is None or self._written >= target:
+            return
+        try:
+            await self._store.save(self.key, self.ledger.to_state())
+        except Exception as exc:
+            self._give_up_store(exc)
+            return
+        self._written = max(self._written, target)
 
     def _give_up_store(self, exc: Exception) -> None:
         log.warning(
