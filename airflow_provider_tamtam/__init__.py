@@ -66,7 +66,7 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "timeout": {
         "label": "Timeout (seconds)",
-        "description": "Connect and read timeout of one request.",
+        "description": "Seconds one attempt may take in all: connect, redirects, headers and body.",
         "schema": {"type": ["number", "null"], "default": 30, "exclusiveMinimum": 0},
     },
     "max_retries": {

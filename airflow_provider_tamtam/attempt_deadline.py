@@ -28,6 +28,7 @@ from urllib3.poolmanager import PoolManager
 
 #: Finished attempts left in the watchdog's heap before it is rebuilt without them.
 _COMPACT_AFTER = 4096
+_LONGEST_WAIT = 3600.0
 
 
 class AttemptDeadline:
@@ -107,7 +108,8 @@ class _Watchdog:
                         attempt.sockets = None
                         self._live -= 1
                 self._wake_at = self._heap[0][0] if self._heap else math.inf
-                self._cond.wait(None if not self._heap else max(0.0, self._wake_at - now))
+                # capped: Condition.wait refuses an infinite timeout (a timeout of inf seconds, say)
+                self._cond.wait(None if not self._heap else min(max(0.0, self._wake_at - now), _LONGEST_WAIT))
 
 
 _WATCHDOG = _Watchdog()

@@ -1,9 +1,11 @@
-"""The API base URL of a connection: where the credential may be sent, and to which origin only."""
+"""The API base URL of a connection, and the Authorization header that goes only to its origin."""
 
 from __future__ import annotations
 
 import ipaddress
 from urllib.parse import urlsplit
+
+import requests
 
 from airflow_provider_tamtam import DEFAULT_BASE_URL
 from airflow_provider_tamtam.exceptions import TamtamConfigError
@@ -58,5 +60,34 @@ def _is_loopback(hostname: str) -> bool:
 
 
 def origin(url: str) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port of ``url``: the credential is sent only where these equal the base URL's."""
     parts = urlsplit(url)
     return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class AuthorizationHeader(requests.auth.AuthBase):
+    """Sets the Authorization header per request; its repr never shows the value.
+
+    Passing auth this way (not as a plain header) also stops requests from swapping in ``~/.netrc``
+    credentials; the client passes it only for the base URL's :func:`origin`.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._value
+        return request
+
+    def __repr__(self) -> str:
+        return "<Authorization: redacted>"
+
+
+class NoAuthorization(requests.auth.AuthBase):
+    """No credential (after a redirect to another origin); also keeps requests from reading ``~/.netrc``."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.pop("Authorization", None)
+        return request

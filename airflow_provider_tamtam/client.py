@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -34,7 +35,7 @@ from tenacity import (
 
 from airflow_provider_tamtam import __version__
 from airflow_provider_tamtam.attempt_deadline import AttemptDeadline, DeadlineAdapter, attempt_deadline
-from airflow_provider_tamtam.base_url import normalize_base_url, origin
+from airflow_provider_tamtam.base_url import AuthorizationHeader, NoAuthorization, normalize_base_url, origin
 from airflow_provider_tamtam.exceptions import (
     TamtamAPIError,
     TamtamAuthError,
@@ -45,7 +46,7 @@ from airflow_provider_tamtam.exceptions import (
 )
 from airflow_provider_tamtam.models import CreditLine, CreditsResponse, Problem, describe_validation_error
 from airflow_provider_tamtam.request_threads import REQUEST_THREADS, connection_key, request_threads
-from airflow_provider_tamtam.server_text import Redactor, clip, snippet
+from airflow_provider_tamtam.server_text import Redactor, clip, credential_forms, redacting_logs, snippet
 
 CREDITS_PATH = "/v2/credits"
 #: Largest body read; the real answer is a few hundred bytes.
@@ -71,34 +72,6 @@ class RetryPolicy:
     retry_after_cap: float = 60.0
 
 
-class _AuthorizationHeader(requests.auth.AuthBase):
-    """Sets the Authorization header per request; its repr never shows the value.
-
-    Passing auth this way (not as a plain header) also stops requests from swapping in ``~/.netrc``
-    credentials, and requests drops it on a redirect to another host.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = self._value
-        return request
-
-    def __repr__(self) -> str:
-        return "<Authorization: redacted>"
-
-
-class _NoAuthorization(requests.auth.AuthBase):
-    """No credential (after a redirect to another origin); also keeps requests from reading ``~/.netrc``."""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers.pop("Authorization", None)
-        return request
-
-
 class _Session(requests.Session):
     """A session that leaves redirects to the client, which follows them itself with bounded reads.
 
@@ -108,12 +81,6 @@ class _Session(requests.Session):
 
     def get_redirect_target(self, resp: requests.Response) -> None:
         return None
-
-
-def _credential_forms(authorization: str) -> list[str]:
-    """What a server could echo: the whole Authorization value and, for ``Bearer <jwt>``, the token alone."""
-    scheme, _, token = authorization.partition(" ")
-    return [authorization, token.strip()] if scheme.lower() == "bearer" and token.strip() else [authorization]
 
 
 class _Answer(NamedTuple):
@@ -161,13 +128,17 @@ class TamtamClient:
         retry_policy: RetryPolicy | None = None,
         logger: logging.Logger | Any | None = None,
     ) -> None:
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+            raise TamtamConfigError(
+                f"Tamtam timeout must be a finite positive number of seconds, got {timeout!r}"
+            )
         self.url = base_url.rstrip("/") + CREDITS_PATH
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_policy = retry_policy or RetryPolicy()
         self.log = logger or logging.getLogger(__name__)
-        self._auth = _AuthorizationHeader(authorization)
-        self._redact = Redactor(_credential_forms(authorization))
+        self._auth = AuthorizationHeader(authorization)
+        self._redact = Redactor(credential_forms(authorization))
         self._origin = origin(self.url)
         self._session = _Session()
         self._session.mount("http://", DeadlineAdapter())
@@ -246,7 +217,7 @@ class TamtamClient:
 
     def _attempt(self) -> list[CreditLine]:
         """Send one request and turn the answer into credit lines or a precise, credential-free exception."""
-        with attempt_deadline(self.timeout) as deadline:
+        with attempt_deadline(self.timeout) as deadline, redacting_logs(self._redact):
             try:
                 answer = self._exchange(deadline)
             except TamtamError:
@@ -277,7 +248,7 @@ class TamtamClient:
             left = deadline.remaining()
             if left <= 0:
                 raise self._expired()
-            auth = self._auth if origin(url) == self._origin else _NoAuthorization()
+            auth = self._auth if url == self.url or origin(url) == self._origin else NoAuthorization()
             response = self._session.get(
                 url, auth=auth, timeout=(left, self.timeout), stream=True, allow_redirects=False
             )

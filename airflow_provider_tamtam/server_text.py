@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterable
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -62,6 +65,12 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.deep(item) for item in value]
         return value
+
+
+def credential_forms(authorization: str) -> list[str]:
+    """What a server could echo: the whole Authorization value and, for ``Bearer <jwt>``, the token alone."""
+    scheme, _, token = authorization.partition(" ")
+    return [authorization, token.strip()] if scheme.lower() == "bearer" and token.strip() else [authorization]
 
 
 def clip(text: str, length: int = SNIPPET_LENGTH) -> str:
@@ -117,3 +126,38 @@ def snippet(body: bytes, charset: str | None, redact: Redactor) -> str:
     if cut and redact.longest:
         text = text[: -redact.longest]
     return clip(strip_tags(text))
+
+
+_CURRENT = threading.local()
+#: Loggers of the HTTP stack that may quote server text: urllib3 logs unparsable header lines verbatim.
+HTTP_STACK_LOGGERS = ("urllib3.connection", "urllib3.connectionpool", "urllib3.response")
+
+
+@contextmanager
+def redacting_logs(redact: Redactor) -> Iterator[None]:
+    """While a request runs in this thread, remove the credential from the HTTP stack's log records."""
+    _CURRENT.redact = redact
+    try:
+        yield
+    finally:
+        _CURRENT.redact = None
+
+
+class _RedactRecords(logging.Filter):
+    """Rewrites a record of the current thread's request (message and traceback) when it holds a secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact: Redactor | None = getattr(_CURRENT, "redact", None)
+        if redact is None:
+            return True
+        message = record.getMessage()
+        trace = logging.Formatter().formatException(record.exc_info) if record.exc_info else record.exc_text
+        if redact.finds(message) or (trace and redact.finds(trace)):
+            record.msg, record.args = redact(message), None
+            record.exc_info, record.exc_text = None, redact(trace) if trace else None
+        return True
+
+
+_FILTER = _RedactRecords()
+for _name in HTTP_STACK_LOGGERS:
+    logging.getLogger(_name).addFilter(_FILTER)

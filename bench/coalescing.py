@@ -7,7 +7,9 @@ at random offsets within the first interval, as deferred tasks would arrive, and
 ``end_time`` = arrival + 5 P + 0.1 s.
 
 * shared: N ``TamtamCreditsTrigger`` instances, each consumed with ``async for event in trigger.run()``;
-  they all go through the event loop's ``SharedCreditsPoll`` and each ends with a ``timeout`` event.
+  they all go through the event loop's ``SharedCreditsPoll`` and each ends with a ``timeout`` event. Each
+  is created as a deferred sensor creates it, with ``not_before`` = its arrival (the sensor's own check),
+  so it never takes an answer to a request sent before it arrived.
 * independent: N pollers that each do what the dbt-cloud and http providers' triggers do: their own
   ``TamtamHook(conn)``, then ``await hook.aget_credits()`` and ``asyncio.sleep(P)`` in a loop, i.e. one
   request per waiter per interval.
@@ -108,6 +110,7 @@ async def _shared_waiter(offset: float, result: CaseResult) -> None:
         tamtam_conn_id=CONN_ID,
         poll_interval=POLL_INTERVAL,
         end_time=time.time() + INTERVALS * POLL_INTERVAL + END_SLACK,
+        not_before=time.time(),  # as a deferred sensor: no answer older than its own check on the worker
     )
     events = [event.payload async for event in trigger.run()]
     if len(events) != 1 or events[0].get("status") != "timeout":

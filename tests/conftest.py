@@ -71,6 +71,17 @@ def drain_statsd() -> list[str]:
             return lines
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Stop a hung Airflow run with pytest-timeout's thread method.
+
+    Airflow's task runner catches the exception that the default signal method raises and carries on (a
+    trigger that never ends is run again), so there a hang ends the whole run, naming the test and its stack.
+    """
+    for item in items:
+        if "airflow_db" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(method="thread"))
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """Migrate the SQLite metadata database once per test session."""

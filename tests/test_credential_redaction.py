@@ -26,6 +26,7 @@ from airflow_provider_tamtam.testing import FakeTamtamServer, malformed_fault, r
 from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
 from tests.conftest import API_KEY, JWT
 from tests.raw_http_server import RawHTTPServer, answer
+from tests.trigger_run import first_event
 
 FAST = RetryPolicy(initial_wait=0.01, max_wait=0.05, deadline=30.0)
 
@@ -102,15 +103,9 @@ def log_texts(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(handler_format.format(record) for record in caplog.records)
 
 
-def first_event(conn_id: str) -> dict[str, Any]:
+def trigger_event(conn_id: str) -> dict[str, Any]:
     trigger = TamtamCreditsTrigger("MaxKeyAccountsUnlocked", 10**9, tamtam_conn_id=conn_id, poll_interval=0.1)
-
-    async def run() -> dict[str, Any]:
-        async for event in trigger.run():
-            return dict(event.payload)
-        raise AssertionError("the trigger ended without an event")
-
-    return asyncio.run(run())
+    return asyncio.run(first_event(trigger))
 
 
 @pytest.mark.parametrize(
@@ -137,7 +132,7 @@ def test_an_echoed_credential_reaches_no_error_answer_event_or_log(
     assert_free_of(message, credential, "test_connection's answer")
 
     fake_server.add_faults(echo_faults(credential.echoed)[fault])
-    event = first_event("tamtam_default")
+    event = trigger_event("tamtam_default")
     assert event["status"] == "error"
     assert_free_of(json.dumps(event), credential, "the trigger's error event")
 
@@ -174,4 +169,25 @@ def test_an_echo_in_the_reason_phrase_is_redacted(
     assert not ok
     assert "HTTP 403 *** is revoked" in message
     assert_free_of(message, credential, "test_connection's answer")
+    assert_free_of(log_texts(everything_logged), credential, "the logs")
+
+
+@pytest.mark.parametrize(
+    "head",
+    ["X-A: 1\r\nkey {secret} refused\r\n", " {secret}\r\n"],
+    ids=["line_without_colon", "continuation_line"],
+)
+def test_an_echo_in_an_unparsable_header_line_reaches_no_log(
+    tamtam_conn: Callable[..., str],
+    credential: Credential,
+    everything_logged: pytest.LogCaptureFixture,
+    head: str,
+) -> None:
+    raw = f"HTTP/1.1 401 Unauthorized\r\n{head.format(secret=credential.echoed)}Content-Length: 0\r\n\r\n"
+    with RawHTTPServer(answer(raw.encode())) as server:
+        tamtam_conn(host=server.url, password=credential.password, extra=credential.extra)
+        with pytest.raises(TamtamError) as info:
+            TamtamHook(retry_policy=FAST).get_credits()
+    assert_free_of(error_texts(info.value), credential, "the exception")
+    assert any("Failed to parse headers" in record.getMessage() for record in everything_logged.records)
     assert_free_of(log_texts(everything_logged), credential, "the logs")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import structlog
+from airflow.models.trigger import Trigger
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_tamtam.exceptions import (
@@ -490,8 +491,14 @@ def test_serialize_round_trip(kwargs: dict[str, Any]) -> None:
     again = TamtamCreditsEventTrigger(**plain)
     assert again.serialize() == (classpath, serialized)
     assert again.state_key == TamtamCreditsEventTrigger(**kwargs).state_key
-    # what Airflow does with watcher kwargs: the same hash for the same configuration
-    assert BaseEventTrigger.hash(classpath, serialized) == BaseEventTrigger.hash(*again.serialize())
+    # Airflow stores a watcher's kwargs in its database and, on every parse of the DAG file, compares the hash
+    # of the file's trigger with the stored one's: equal for the same configuration (or the watcher would be
+    # replaced on each parse), different once the configuration changes.
+    stored = Trigger(classpath, serialized).kwargs
+    assert TamtamCreditsEventTrigger(**stored).serialize() == (classpath, serialized)
+    assert BaseEventTrigger.hash(classpath, stored) == BaseEventTrigger.hash(classpath, serialized)
+    changed = TamtamCreditsEventTrigger(**{**kwargs, "threshold": 7}).serialize()
+    assert BaseEventTrigger.hash(*changed) != BaseEventTrigger.hash(classpath, serialized)
 
 
 @needs_shared_streams
@@ -505,7 +512,9 @@ def test_shared_stream_key_depends_on_connection_and_interval_only() -> None:
     different = [event_trigger(poll_interval=61), event_trigger(poll_interval=60, tamtam_conn_id="tamtam_b")]
     assert all(t.shared_stream_key() == base.shared_stream_key() for t in same)
     assert all(t.shared_stream_key() != base.shared_stream_key() for t in different)
-    assert hash(base.shared_stream_key()) == hash(same[0].shared_stream_key())
+    # the triggerer recreates watchers from their stored kwargs: they must still land in the same group
+    recreated = TamtamCreditsEventTrigger(**Trigger(*base.serialize()).kwargs)
+    assert recreated.shared_stream_key() == base.shared_stream_key()
 
 
 @pytest.mark.skipif(HAS_SHARED_STREAMS, reason="only without the shared-stream API")

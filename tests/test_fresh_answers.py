@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line, status_fault
 from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
@@ -108,3 +109,32 @@ async def test_a_check_time_ahead_of_the_triggerer_clock_counts_as_now(
     lines = await asyncio.wait_for(poll.get_credits(30, not_before=time.time() + 3600), 10)
     assert lines[0].credit_type == "MaxKeyAccountsUnlocked"
     assert fake_server.request_count == 1
+
+
+async def test_triggers_of_a_worker_with_a_clock_ahead_still_poll_and_share_requests(
+    fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str]
+) -> None:
+    tamtam_conn()
+    fake_server.set_credits(SHORT)
+    fake_server.latency = 0.05
+    ahead = time.time() + 3600  # the worker's clock is an hour ahead of the triggerer's
+    interval = 0.3
+    end = time.time() + 30
+
+    async def deferred_at(offset: float) -> dict[str, Any]:
+        await asyncio.sleep(offset)  # sensors defer at different moments within the first interval
+        trigger = TamtamCreditsTrigger("Exports", 500, poll_interval=interval, end_time=end, not_before=ahead)
+        return await first_event(trigger)
+
+    async def top_up_later() -> None:
+        await asyncio.sleep(1.0)
+        fake_server.set_credits(PLENTY)
+
+    started = time.monotonic()
+    events, _ = await asyncio.gather(
+        asyncio.gather(*(deferred_at(i * interval / 20) for i in range(20))), top_up_later()
+    )
+    elapsed = time.monotonic() - started
+    assert {event["status"] for event in events} == {"success"}
+    assert elapsed < 10  # about 1.5 s: they kept polling every interval, not an hour later
+    assert fake_server.request_count <= elapsed / interval + 2

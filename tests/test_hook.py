@@ -26,6 +26,7 @@ from airflow_provider_tamtam.testing import (
     credit_line,
     delay_fault,
     drop_fault,
+    http_date,
     malformed_fault,
     redirect_fault,
     status_fault,
@@ -196,7 +197,18 @@ def test_retry_after_seconds_is_honoured_and_logged(
     ]
 
 
-def test_retry_after_http_date_is_honoured() -> None:
+def test_retry_after_http_date_is_honoured(
+    fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str]
+) -> None:
+    tamtam_conn()
+    retry_at = http_date(2.5)  # whole seconds: 1.5 to 2.5 s from now
+    fake_server.add_faults(status_fault(503, retry_after=retry_at))
+    fast_hook().get_credits()  # its own backoff would retry after about 0.01 s
+    first, second = fake_server.requests
+    when = email.utils.parsedate_to_datetime(retry_at).timestamp()
+    assert first.wall_time < when - 1
+    assert when - 0.05 <= second.wall_time < when + 5
+
     in_two_minutes = email.utils.formatdate(time.time() + 120, usegmt=True)
     assert 115 <= (parse_retry_after(in_two_minutes) or 0) <= 120
     assert parse_retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from airflow_provider_tamtam.client import MAX_BODY_BYTES, RetryPolicy, TamtamClient
 from airflow_provider_tamtam.exceptions import (
     RETRYABLE_STATUSES,
+    TamtamConfigError,
     TamtamConnectionError,
     TamtamError,
     TamtamResponseError,
@@ -26,8 +27,10 @@ from airflow_provider_tamtam.exceptions import (
 from airflow_provider_tamtam.hooks.tamtam import TamtamHook
 from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line, redirect_fault, status_fault
 from airflow_provider_tamtam.testing.fake_server import StatusFault
+from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
 from tests.conftest import API_KEY
 from tests.raw_http_server import RawHTTPServer, answer
+from tests.trigger_run import first_event
 
 FAST = RetryPolicy(initial_wait=0.01, max_wait=0.05, deadline=30.0)
 LINES = [credit_line("MaxKeyAccountsUnlocked", used=10, total=5000)]
@@ -74,6 +77,17 @@ def test_an_unusable_redirect_is_a_response_error(
     ok, message = TamtamHook(retry_policy=FAST).test_connection()
     assert not ok
     assert expected in message
+
+
+@pytest.mark.parametrize("fault", [redirect_fault("http://[::1"), redirect_fault("http://127.0.0.1:99999/")])
+async def test_a_trigger_reports_garbage_as_an_error_event(
+    fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str], fault: StatusFault
+) -> None:
+    tamtam_conn()
+    fake_server.add_faults(fault)
+    event = await first_event(TamtamCreditsTrigger("MaxKeyAccountsUnlocked", 1, poll_interval=0.1))
+    assert event["status"] == "error"
+    assert "redirected to an unusable URL" in event["message"]
 
 
 def test_a_redirect_loop_stops(fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str]) -> None:
@@ -280,3 +294,13 @@ async def test_the_whole_attempt_bound_holds_for_async_callers_and_retries() -> 
         elapsed = time.monotonic() - start
         assert server.requests == 3
     assert elapsed < 6
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "1e400"])
+def test_a_timeout_that_is_not_finite_is_refused_before_any_request(
+    fake_server: FakeTamtamServer, tamtam_conn: Callable[..., str], timeout: str
+) -> None:
+    tamtam_conn(extra={"timeout": timeout})
+    with pytest.raises(TamtamConfigError, match="timeout must be a finite positive number of seconds"):
+        TamtamHook(retry_policy=FAST).get_credits()
+    assert fake_server.request_count == 0

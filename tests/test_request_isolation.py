@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 
-from airflow_provider_tamtam.client import REQUEST_THREADS
+from airflow_provider_tamtam.client import REQUEST_THREADS, TamtamClient
 from airflow_provider_tamtam.hooks.tamtam import TamtamHook
 from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line
 from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
+from tests.conftest import API_KEY
 from tests.raw_http_server import RawHTTPServer, hang
 
 HUNG_CONNECTIONS = 8
@@ -73,3 +75,16 @@ async def test_many_hooks_of_one_connection_share_its_bounded_threads(
             for call in calls:
                 call.cancel()
     assert in_flight == REQUEST_THREADS
+
+
+async def test_a_connections_threads_end_once_no_client_of_it_is_left(fake_server: FakeTamtamServer) -> None:
+    client = TamtamClient(fake_server.url, API_KEY, max_retries=0)
+    await asyncio.gather(*[client.aget_credits() for _ in range(REQUEST_THREADS)])
+    client_threads = list(client._request_threads()._threads)  # the pool of this connection
+    assert 1 <= len(client_threads) <= REQUEST_THREADS
+    client.close()
+    del client
+    gc.collect()
+    for thread in client_threads:
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in client_threads)

@@ -30,7 +30,7 @@ class TamtamHook(BaseHook):
     the public API. Extras ``timeout`` and ``max_retries`` tune requests; keyword arguments override them.
 
     :param tamtam_conn_id: the connection to read.
-    :param timeout: seconds to wait for connect and for read of one request.
+    :param timeout: seconds one attempt may take in all: connect, redirects, headers and body.
     :param max_retries: retries of transient failures (connection errors, 408, 429, 5xx gateway errors).
     :param retry_policy: backoff, ``Retry-After`` cap and the overall deadline of one call.
     """

@@ -36,6 +36,8 @@ _POLLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SharedCre
 
 @dataclass(frozen=True)
 class _Snapshot:
+    number: int
+    """Which request of this poll it answers, counting from 1."""
     sent_at: float
     """Wall-clock epoch seconds when the request was sent: nothing in the answer predates it."""
     fetched_at: float
@@ -96,6 +98,7 @@ class SharedCreditsPoll:
         now = time.time()
         not_before = None if not_before is None else min(not_before, now)
         errors_not_before = None if errors_not_before is None else min(errors_not_before, now)
+        sent_before_this_call = self.requests_sent  # later ones are new enough, whatever the clocks say
         while True:
             snapshot = self._snapshot
             usable = snapshot is not None and snapshot.usable(not_before, errors_not_before)
@@ -110,7 +113,7 @@ class SharedCreditsPoll:
                 self._inflight = asyncio.ensure_future(self._fetch())
             # shield: one waiter being cancelled must not cancel the request the others are waiting for
             snapshot = await asyncio.shield(self._inflight)
-            if snapshot.usable(not_before, errors_not_before):
+            if snapshot.number > sent_before_this_call or snapshot.usable(not_before, errors_not_before):
                 return self._outcome(snapshot)
             # that request was sent before this caller's cut-off: send one of our own (one at a time)
 
@@ -125,14 +128,14 @@ class SharedCreditsPoll:
         if self._hook is None:
             self._hook = TamtamHook(self.tamtam_conn_id)
         self.requests_sent += 1
-        sent_at = time.time()
+        number, sent_at = self.requests_sent, time.time()
         try:
             lines = await self._hook.aget_credits(reread_connection=True)
-            snapshot = _Snapshot(sent_at, time.monotonic(), lines, None)  # fresh from when it arrived
+            snapshot = _Snapshot(number, sent_at, time.monotonic(), lines, None)  # fresh from when it arrived
         except TamtamError as exc:
             if not exc.retryable:
                 self._hook = None  # start over with a new hook and client next time
-            snapshot = _Snapshot(sent_at, time.monotonic(), None, exc)
+            snapshot = _Snapshot(number, sent_at, time.monotonic(), None, exc)
         finally:
             self._inflight = None
         self._snapshot = snapshot

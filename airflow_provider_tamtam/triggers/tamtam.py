@@ -39,7 +39,9 @@ class TamtamCreditsTrigger(BaseTrigger):
         trigger's serialized form, so that a restarted triggerer recognises a run it already admitted.
     :param waiting_since: epoch seconds at which the run started waiting: its place in line.
     :param not_before: epoch seconds of the deferring task's own check: answers from requests sent
-        before it are never used, so the trigger never acts on credits older than what the task saw.
+        before it are never used, so the trigger never acts on credits older than what the task saw, and
+        the first look is one ``poll_interval`` after that check (a time ahead of the triggerer's clock
+        counts as the trigger's start).
     """
 
     def __init__(
@@ -108,12 +110,16 @@ class TamtamCreditsTrigger(BaseTrigger):
     async def _wait(self, desk: ReservationDesk | None) -> AsyncIterator[TriggerEvent]:
         poll = SharedCreditsPoll.for_connection(self.tamtam_conn_id)
         started = time.time()  # errors of requests sent before this trigger started are not its own
+        # a worker clock ahead of this one counts as now: later answers stay shareable with other triggers
+        not_before = None if self.not_before is None else min(self.not_before, started)
+        if not_before is not None:
+            # The deferring task has just looked: the first look here is one poll interval after that one,
+            # when an answer to a request sent since is likely shared already.
+            await asyncio.sleep(max(0.0, min(not_before + self.poll_interval - started, self._time_left())))
         remaining: int | None = None
         while True:
             try:
-                check = poll.get_credits(
-                    self.poll_interval, not_before=self.not_before, errors_not_before=started
-                )
+                check = poll.get_credits(self.poll_interval, not_before=not_before, errors_not_before=started)
                 lines = await asyncio.wait_for(check, self._answer_budget())
             except asyncio.TimeoutError:
                 yield self._timeout_event(remaining, "no answer from Tamtam in time")
