@@ -23,7 +23,8 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
-	$(BIN)/mypy bench/*.py deploy/*.py scripts/*.py
+	$(BIN)/mypy bench/*.py scripts/*.py
+	$(BIN)/mypy -p deploy
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
@@ -36,7 +37,7 @@ bench: $(STAMP)
 # in headless Chromium. Takes a few minutes; installs Debian's postgresql and chromium when missing.
 deploy-check: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[deploy]'
-	$(BIN)/python deploy/check.py
+	$(BIN)/python -m deploy.check
 
 clean:
 	rm -rf $(VENV) .venv-floor build dist *.egg-info .airflow-demo

@@ -6,10 +6,11 @@ the one the provider info describes (relabelled Base URL and API key fields with
 ``conn-fields`` extras with their labels, choices and defaults, no schema/login/port), fills and saves
 it, then presses the connection's Test button, which must reach the fake Tamtam API and report success.
 
-``deploy/check.py`` calls :func:`run` while its deployment is up. Stand-alone, against a deployment with
-``simple_auth_manager_all_admins`` and test_connection enabled::
+``deploy/check.py`` runs it as the ``ConnectionFormCheck`` scenario while its deployment is up. Stand-alone,
+from the repository root, against a deployment with ``simple_auth_manager_all_admins`` and test_connection
+enabled::
 
-    .venv/bin/python deploy/browser_form.py --api-url http://127.0.0.1:8080 \
+    .venv/bin/python -m deploy.browser_form --api-url http://127.0.0.1:8080 \
         --fake-url http://127.0.0.1:9999/api --api-key KEY
 """
 
@@ -30,7 +31,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from deploy.deployment import API_KEY
+from deploy.report import REPO, display_path, say
+from deploy.scenario import Scenario
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -58,18 +62,6 @@ PORT_ZERO_BUG = "host or port to test differs from the stored connection"
 
 Result = tuple[str, bool | None, str]
 Log = Callable[[str], None]
-
-
-def display_path(path: Path | str) -> str:
-    """A path fit for output that may be committed: repo-relative, or under ``$TMPDIR``, else as given.
-
-    ``$TMPDIR`` stands for Python's temporary directory (``$TMPDIR`` when set, else usually ``/tmp``).
-    """
-    resolved = Path(path).resolve()
-    for base, label in ((REPO, ""), (Path(tempfile.gettempdir()).resolve(), "$TMPDIR/")):
-        if resolved.is_relative_to(base):
-            return label + resolved.relative_to(base).as_posix()
-    return str(path)
 
 
 def ensure_dependencies(log: Log = print) -> None:
@@ -316,6 +308,32 @@ def _wait_until_still(page: Any, element: Any, timeout_ms: int = 3000) -> None:
                 return
         previous = box
         page.wait_for_timeout(50)
+
+
+class ConnectionFormCheck(Scenario):
+    """The connection form in Chromium against this deployment's api-server."""
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--no-browser", dest="browser", action="store_false", help="skip the browser check"
+        )
+        parser.add_argument(
+            "--screenshot",
+            type=Path,
+            default=REPO / "docs" / "connection-form.png",
+            help="where the browser check saves the filled form (default docs/connection-form.png)",
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.args.browser)
+
+    def check(self) -> None:
+        """Fill, save and test a Tamtam connection in the UI; each finding is a row of the report."""
+        screenshot = self.args.screenshot.resolve()
+        for name, passed, detail in run(self.live.api_url, self.live.fake_url, API_KEY, screenshot, say):
+            self.report.add(name, passed, detail)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
-"""Daily credit audit: read every credit line, fail on low balances, report the low lines downstream.
+"""Daily credit audit: read every credit line, fail on low balances or a fast burn, report the low lines.
 
-The operator logs a table, emits ``tamtam.credits.*`` gauges and pushes the lines to XCom even when
-``fail_below`` fails it, so the report task (which runs whatever the audit's outcome) always sees them.
+The operator logs a table with each type's burn per day and when it runs out at that rate (from the
+previous run's reading), emits ``tamtam.credits.*`` gauges and pushes the lines to XCom even when
+``fail_below`` or ``fail_if_runs_out_within`` fails it, so the report task (which runs whatever the audit's
+outcome) always sees them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def tamtam_credit_audit() -> None:
         task_id="read_credits",
         tamtam_conn_id="tamtam_default",
         fail_below={"MaxKeyAccountsUnlocked": 100},
+        fail_if_runs_out_within="3d",  # at the burn rate since the previous run
     )
 
     @task(trigger_rule="all_done")

@@ -1,15 +1,17 @@
 """Run the backlog import when Tamtam credits are topped up, and raise an alert when they run low.
 
-Two assets are updated by asset watchers in the triggerer, with no task waiting on a worker:
+Three assets are updated by asset watchers in the triggerer, with no task waiting on a worker:
 
 * ``tamtam/credits_available`` gets an event each time the remaining ``MaxKeyAccountsUnlocked`` credits
   rise to 1000 or more; it schedules ``tamtam_import_backlog``.
-* ``tamtam/credits_low`` gets an event each time they fall below 5 % of the total; it schedules
-  ``tamtam_credits_low_alert``.
+* ``tamtam/credits_low`` gets an event each time they fall below 5 % of the total;
+* ``tamtam/exports_running_out`` gets an event each time ``Exports`` credits are forecast to run out
+  within 3 days, at the burn rate of the last 6 hours of polls, while there is still time to act.
 
-Each watcher fires once per crossing, not on every poll, so a balance that stays high does not start a
-run every five minutes. Both watchers use the ``tamtam_default`` connection and poll every 300 s, so they
-share one request per interval. Nothing here calls the API while the file is parsed.
+Either of the last two schedules ``tamtam_credits_low_alert``. Each watcher fires once per crossing, not on
+every poll, so a balance that stays high does not start a run every five minutes. All three watchers use
+the ``tamtam_default`` connection and poll every 300 s, so they share one request per interval. Nothing
+here calls the API while the file is parsed.
 """
 
 from __future__ import annotations
@@ -58,6 +60,24 @@ credits_low = Asset(
 )
 
 
+exports_running_out = Asset(
+    name="tamtam/exports_running_out",
+    watchers=[
+        AssetWatcher(
+            name="tamtam_exports_run_out_within_3_days",
+            trigger=TamtamCreditsEventTrigger(
+                credit_type="Exports",
+                threshold="3d",
+                condition="runs_out_within",
+                forecast_window=6 * 3600,
+                tamtam_conn_id=CONN_ID,
+                poll_interval=POLL_INTERVAL,
+            ),
+        )
+    ],
+)
+
+
 def _latest_payload(triggering_asset_events: Any, asset: Asset) -> dict[str, Any]:
     """The trigger payload of the newest event of ``asset`` that started this run."""
     events = triggering_asset_events[asset]
@@ -87,7 +107,7 @@ with DAG(
 
 with DAG(
     dag_id="tamtam_credits_low_alert",
-    schedule=[credits_low],
+    schedule=(credits_low | exports_running_out),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["tamtam", "example"],
@@ -95,11 +115,16 @@ with DAG(
 
     @task
     def alert(triggering_asset_events: Any = None) -> None:
-        """Stand-in for paging or posting to a channel: say how many credits are left."""
-        payload = _latest_payload(triggering_asset_events, credits_low)
-        print(
-            f"Tamtam {CREDIT_TYPE} credits are low: {payload.get('remaining')} of {payload.get('total')} "
-            f"left (alert threshold {payload.get('threshold')})"
-        )
+        """Stand-in for paging or posting to a channel: say how many credits are left, or for how long."""
+        if low := _latest_payload(triggering_asset_events, credits_low):
+            print(
+                f"Tamtam {CREDIT_TYPE} credits are low: {low.get('remaining')} of {low.get('total')} "
+                f"left (alert threshold {low.get('threshold')})"
+            )
+        if soon := _latest_payload(triggering_asset_events, exports_running_out):
+            print(
+                f"Tamtam Exports credits run out in {soon['runs_out_in'] / 3600:.1f} h at "
+                f"{soon['burn_per_hour']:.1f} an hour: {soon.get('remaining')} left"
+            )
 
     alert()

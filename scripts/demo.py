@@ -3,13 +3,16 @@
 A throwaway AIRFLOW_HOME with SQLite, the repo's example DAGs, and the connection ``tamtam_default`` from
 an ``AIRFLOW_CONN_TAMTAM_DEFAULT`` variable. Against the bundled fake Tamtam server by default (its credits
 start short and rise after a few polls, so the gate visibly waits); against the real API when
-``TAMTAM_API_KEY`` is set (``TAMTAM_API_URL`` overrides the base URL). Exits non-zero if a task failed.
+``TAMTAM_API_KEY`` is set (``TAMTAM_API_URL`` overrides the base URL). The audit runs twice, the fake
+server's usage rising in between, so that its table shows a burn rate and when the credits run out at it.
+Exits non-zero if a task failed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,19 +21,28 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from airflow_provider_tamtam.testing import credit_line
+from airflow_provider_tamtam.testing import FakeTamtamServer, credit_line
 
 REPO = Path(__file__).resolve().parent.parent
 DAGS = ("tamtam_gate_on_credits", "tamtam_credit_audit")
+#: The DAG runs of the demo, in order: the audit twice, to have a previous reading to forecast from.
+RUNS = ("tamtam_gate_on_credits", "tamtam_credit_audit", "tamtam_credit_audit")
 POKE_INTERVAL = "2"
 SHORT = [
     credit_line("MaxKeyAccountsUnlocked", used=4800, total=5000),
     credit_line("Exports", used=40, total=100),
 ]
 TOPPED_UP = [
-    credit_line("MaxKeyAccountsUnlocked", used=4800, total=10000),
+    credit_line("MaxKeyAccountsUnlocked", used=4800, total=100_000),
     credit_line("Exports", used=95, total=100),
 ]
+#: Between the two audits: one more credit used, so the second audit has a burn rate to show. The
+#: balance is large enough for the forecast to stay beyond the audit's 3-day horizon at this pace.
+USED_MORE = [
+    credit_line("MaxKeyAccountsUnlocked", used=4801, total=100_000),
+    credit_line("Exports", used=95, total=100),
+]
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT")
 
 
 def say(message: str) -> None:
@@ -48,10 +60,15 @@ def airflow(env: dict[str, str], *args: str, show: tuple[str, ...] = ()) -> subp
     )
     assert process.stdout is not None
     output = []
+    in_table = False  # the rows of a logged table follow its log line, without a log prefix
     for line in process.stdout:
         output.append(line)
-        if any(marker in line for marker in show):
+        in_table = in_table and not _LOG_LINE.match(line)
+        if in_table:
+            print("      " + line.rstrip().split(" [", 1)[0], flush=True)
+        elif any(marker in line for marker in show):
             print("    " + _strip_log_prefix(line), flush=True)
+            in_table = "Tamtam credit lines" in line
     return subprocess.CompletedProcess(process.args, process.wait(), "".join(output), "")
 
 
@@ -91,6 +108,7 @@ def main() -> int:
     with ExitStack() as stack:
         home = Path(tempfile.mkdtemp(prefix="tamtam-demo-"))
         stack.callback(shutil.rmtree, home, True)
+        server: FakeTamtamServer | None = None
         api_key = os.environ.get("TAMTAM_API_KEY", "").strip()
         gate_conf: list[str] = []
         if api_key:
@@ -99,8 +117,6 @@ def main() -> int:
             base_url = os.environ.get("TAMTAM_API_URL", "").strip()
             say(f"TAMTAM_API_KEY is set: using the Tamtam API at {base_url or 'https://api.tamtam.ai/api'}")
         else:
-            from airflow_provider_tamtam.testing import FakeTamtamServer
-
             api_key = "demo-api-key"
             server = stack.enter_context(FakeTamtamServer(SHORT, api_key=api_key))
             server.schedule_credits([(3, SHORT), (0, TOPPED_UP)])
@@ -130,7 +146,10 @@ def main() -> int:
             "Tamtam credit lines",
             "below threshold",
         )
-        for dag_id in DAGS:
+        for number, dag_id in enumerate(RUNS):
+            if server is not None and dag_id == "tamtam_credit_audit" and number == len(RUNS) - 1:
+                server.set_credits(USED_MORE)
+                say("The fake server's usage rises by 1 credit: the second audit forecasts from the first")
             say(f"airflow dags test {dag_id}")
             started = time.monotonic()
             conf = gate_conf if dag_id == "tamtam_gate_on_credits" else []

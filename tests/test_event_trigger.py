@@ -173,7 +173,10 @@ def structlog_debug() -> Iterator[None]:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"condition": "above"}, "condition must be one of 'at_least', 'below', got 'above'"),
+        (
+            {"condition": "above"},
+            "condition must be one of 'at_least', 'below', 'runs_out_within', got 'above'",
+        ),
         ({"threshold": -1}, "threshold must be >= 0, got -1"),
         ({"threshold": 2.5}, "threshold must be a whole number of credits >= 0 or a percentage"),
         ({"threshold": True}, "threshold must be a whole number of credits >= 0 or a percentage"),
@@ -757,13 +760,19 @@ def test_example_dag_parses_without_calling_the_api(
     bag = _dagbag(REPO / "example_dags" / "tamtam_run_when_topped_up.py")
     assert bag.import_errors == {}
     assert set(bag.dags) == {"tamtam_import_backlog", "tamtam_credits_low_alert"}
-    watched: dict[str, tuple[str, Any]] = {}
+    watched: dict[str, list[tuple[str, str, Any]]] = {}
     for dag in bag.dags.values():
         for asset in dag.timetable.asset_condition.objects:
             for watcher in asset.watchers:
                 assert isinstance(watcher.trigger, TamtamCreditsEventTrigger)
-                watched[dag.dag_id] = (watcher.trigger.condition, watcher.trigger.threshold)
+                watched.setdefault(dag.dag_id, []).append(
+                    (watcher.trigger.credit_type, watcher.trigger.condition, watcher.trigger.threshold)
+                )
                 assert watcher.trigger.tamtam_conn_id == "tamtam_default"
-    assert watched["tamtam_import_backlog"][0] == "at_least"
-    assert watched["tamtam_credits_low_alert"] == ("below", "5%")
+                assert watcher.trigger.poll_interval == 300  # one shared request per interval
+    assert [w[1] for w in watched["tamtam_import_backlog"]] == ["at_least"]
+    assert sorted(watched["tamtam_credits_low_alert"]) == [
+        ("Exports", "runs_out_within", "3d"),
+        (CT, "below", "5%"),
+    ]
     assert fake_server.request_count == 0

@@ -8,40 +8,37 @@ which answers all of them from one request per interval and event loop.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import logging
 import math
-import re
 from collections.abc import AsyncIterator, Hashable
-from fractions import Fraction
-from typing import Any, Literal, Protocol, cast
+from datetime import timedelta
+from typing import Any, Literal, cast
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_tamtam.exceptions import TamtamAuthError, TamtamConfigError, TamtamError
-from airflow_provider_tamtam.models import CreditLine
-from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
+from airflow_provider_tamtam.exceptions import TamtamConfigError
+from airflow_provider_tamtam.forecast import parse_horizon
+from airflow_provider_tamtam.triggers.credit_conditions import (
+    CONDITIONS,
+    LevelCondition,
+    RunOutCondition,
+    Threshold,
+)
+from airflow_provider_tamtam.triggers.credit_snapshots import (
+    credit_snapshot,
+    error_snapshot,
+    poll_snapshots,
+    rebuild_error,
+)
+from airflow_provider_tamtam.triggers.watcher_state import AsyncStateStore, WatcherState
 
 __all__ = ["HAS_SHARED_STREAMS", "TamtamCreditsEventTrigger", "credit_snapshot", "error_snapshot"]
-
-log = logging.getLogger(__name__)
 
 #: Whether the installed Airflow can run one poll loop for many watchers (the shared-stream API, 3.3+).
 HAS_SHARED_STREAMS = hasattr(BaseEventTrigger, "open_shared_stream")
 
-CONDITIONS = ("at_least", "below")
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _STATE_KEY_PREFIX = "tamtam_credits_event:"
-
-
-class AsyncStateStore(Protocol):
-    """The async half of Airflow's asset state store accessor, which is all this trigger calls."""
-
-    async def aget(self, key: str, default: Any = None) -> Any: ...
-
-    async def aset(self, key: str, value: Any) -> None: ...
 
 
 class TamtamCreditsEventTrigger(BaseEventTrigger):
@@ -51,7 +48,8 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
     fires when the condition becomes true (on the first poll too, if it already holds), then stays quiet
     until one poll has seen it false. The remaining credits summed over every line of the type are compared
     (an absent type counts as 0). Where Airflow provides an asset state store, whether the trigger is armed
-    is kept there, so a triggerer restart does not fire twice for one crossing.
+    (and its poll history, for forecasts) is kept there, so a triggerer restart neither fires twice for one
+    crossing nor loses the burn rate.
 
     A failed poll is logged as a warning and retried at the next interval; ``max_consecutive_failures``
     failures in a row, or one error that cannot heal by itself (a rejected key, a missing or misconfigured
@@ -60,22 +58,28 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
     :param credit_type: the credit type to watch, e.g. ``MaxKeyAccountsUnlocked``.
     :param threshold: a number of credits (int >= 0), or a share of the type's total credits given as a
         string such as ``"5%"``. A share of a total of 0 counts as 0 %: ``below "5%"`` holds and
-        ``at_least "5%"`` does not when the account has no credits of the type at all.
-    :param condition: ``at_least`` fires when remaining >= threshold, ``below`` when remaining < threshold.
+        ``at_least "5%"`` does not when the account has no credits of the type at all. For
+        ``runs_out_within``, the horizon: seconds, a timedelta, or a string such as ``"36h"`` or ``"3d"``.
+    :param condition: ``at_least`` fires when remaining >= threshold, ``below`` when remaining < threshold,
+        ``runs_out_within`` when remaining / burn rate < horizon. The burn rate is the least-squares slope
+        of the used credits over the successful polls of the last ``forecast_window`` seconds (at least 3
+        polls; a drop of the used credits starts afresh); zero or negative burn never holds.
     :param tamtam_conn_id: the Tamtam connection.
     :param poll_interval: seconds between requests; watchers with the same connection and interval share
         them.
     :param max_consecutive_failures: failed polls in a row after which the trigger fails.
+    :param forecast_window: seconds of poll history the burn rate is fitted over (``runs_out_within``).
     """
 
     def __init__(
         self,
         credit_type: str,
-        threshold: int | str,
-        condition: Literal["at_least", "below"] = "at_least",
+        threshold: int | float | str | timedelta,
+        condition: Literal["at_least", "below", "runs_out_within"] = "at_least",
         tamtam_conn_id: str = "tamtam_default",
         poll_interval: float = 300.0,
         max_consecutive_failures: int = 10,
+        forecast_window: float | timedelta | str = 21600.0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if not isinstance(credit_type, str) or not credit_type.strip():
@@ -101,30 +105,38 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
             raise TamtamConfigError(
                 f"max_consecutive_failures must be a whole number >= 1, got {max_consecutive_failures!r}"
             )
+        window = parse_horizon(forecast_window, "forecast_window")
+        self._rule: LevelCondition | RunOutCondition
+        if condition == "runs_out_within":
+            self._rule = RunOutCondition(parse_horizon(threshold), window)
+            # a timedelta is not plain JSON: keep its seconds, which mean the same
+            threshold = self._rule.horizon if isinstance(threshold, timedelta) else threshold
+        else:
+            self._rule = LevelCondition(condition, Threshold.parse(threshold))
         self.credit_type = credit_type
         self.threshold = threshold
-        self.condition: Literal["at_least", "below"] = condition
+        self.condition: Literal["at_least", "below", "runs_out_within"] = condition
         self.tamtam_conn_id = tamtam_conn_id
         self.poll_interval = float(poll_interval)
         self.max_consecutive_failures = max_consecutive_failures
-        self._count, self._share = _parse_threshold(threshold)
-        # Edge and failure state, shared by the shared-stream and the standalone path.
-        self._armed: bool | None = None  # None: not read from the state store yet
-        self._store: AsyncStateStore | None = None
+        self.forecast_window = window if condition == "runs_out_within" else None
+        # Edge, history and failure state, shared by the shared-stream and the standalone path.
+        self._forecast_words = _Suffix(self._rule)
+        self._state = WatcherState(self.state_key, credit_type, self.log, history=self._rule.history)
         self._failures = 0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            "airflow_provider_tamtam.triggers.tamtam.TamtamCreditsEventTrigger",
-            {
-                "credit_type": self.credit_type,
-                "threshold": self.threshold,
-                "condition": self.condition,
-                "tamtam_conn_id": self.tamtam_conn_id,
-                "poll_interval": self.poll_interval,
-                "max_consecutive_failures": self.max_consecutive_failures,
-            },
-        )
+        kwargs: dict[str, Any] = {
+            "credit_type": self.credit_type,
+            "threshold": self.threshold,
+            "condition": self.condition,
+            "tamtam_conn_id": self.tamtam_conn_id,
+            "poll_interval": self.poll_interval,
+            "max_consecutive_failures": self.max_consecutive_failures,
+        }
+        if self.forecast_window is not None:  # only then: level watchers keep the hash they always had
+            kwargs["forecast_window"] = self.forecast_window
+        return "airflow_provider_tamtam.triggers.tamtam.TamtamCreditsEventTrigger", kwargs
 
     # ------------------------------------------------------------------ shared stream (Airflow 3.3+)
 
@@ -141,7 +153,7 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         Only the connection and the interval are read from ``kwargs``: they are all that the group's
         members have in common. Errors become snapshots too, so that each watcher counts them itself.
         """
-        async for snapshot in _poll_snapshots(str(kwargs["tamtam_conn_id"]), float(kwargs["poll_interval"])):
+        async for snapshot in poll_snapshots(str(kwargs["tamtam_conn_id"]), float(kwargs["poll_interval"])):
             yield snapshot
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
@@ -156,7 +168,7 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         )
         # Read the saved state before the first snapshot: watchers sharing a poll then do not all wait on
         # the state store at the moment a snapshot is fanned out to them.
-        await self._load_armed()
+        await self._start_state()
         async for snapshot in shared_stream:
             event = await self._observe(snapshot)
             if event is not None:
@@ -171,26 +183,17 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         process cost one request per interval and connection between them. The loop runs for as long as
         the triggerer keeps the watcher, firing each time the condition is crossed.
         """
-        async for event in self.filter_shared_stream(
-            _poll_snapshots(self.tamtam_conn_id, self.poll_interval)
-        ):
+        async for event in self.filter_shared_stream(poll_snapshots(self.tamtam_conn_id, self.poll_interval)):
             yield event
 
     # ------------------------------------------------------------------ edge and failure logic
-
-    def condition_holds(self, remaining: int, total: int) -> bool:
-        """Compare the summed remaining credits with the threshold, exactly (no float rounding)."""
-        if self._share is None:
-            at_least = remaining >= self._count
-        else:
-            ratio = Fraction(remaining, total) if total > 0 else Fraction(0)
-            at_least = ratio >= self._share
-        return at_least if self.condition == "at_least" else not at_least
 
     @property
     def state_key(self) -> str:
         """The asset state store key: derived from what the condition means, not from how often it polls."""
         config = [self.tamtam_conn_id, self.credit_type, self.condition, str(self.threshold)]
+        if self.forecast_window is not None:
+            config.append(str(self.forecast_window))
         digest = hashlib.sha256(json.dumps(config).encode()).hexdigest()[:32]
         return _STATE_KEY_PREFIX + digest
 
@@ -204,10 +207,12 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         lines = [line for line in snapshot["lines"] if line["credit_type"] == self.credit_type]
         remaining = sum(int(line["remaining_credits"]) for line in lines)
         total = sum(int(line["total_credits"]) for line in lines)
-        holds = self.condition_holds(remaining, total)
-        armed = self._armed if self._armed is not None else await self._load_armed()
+        if self._state.pending:
+            await self._state.sync()  # the saved state (and history) first, if it could not be read yet
+        holds, history_changed = self._rule.judge(remaining, total, lines, snapshot)
+        armed = self._state.armed
         self.log.debug(
-            "Tamtam credits %s: %d of %d remaining, condition %s %s %s, armed %s",
+            "Tamtam credits %s: %d of %d remaining, condition %s %s %s, armed %s%s",
             self.credit_type,
             remaining,
             total,
@@ -215,40 +220,41 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
             self.threshold,
             "holds" if holds else "does not hold",
             armed,
+            self._forecast_words,  # formatted only when DEBUG is on
         )
         if holds and armed:
-            await self._save_armed(False)
-            self.log.info(
-                "Tamtam credits %s: %d of %d remaining is %s %s; firing",
-                self.credit_type,
-                remaining,
-                total,
-                self.condition.replace("_", " "),
-                self.threshold,
-            )
+            await self._state.update(False, history_changed=history_changed, must_land=True)
+            self.log.info("Tamtam credits %s: %s; firing", self.credit_type, self._describe(remaining, total))
             return TriggerEvent(
                 {
                     "credit_type": self.credit_type,
                     "remaining": remaining,
                     "total": total,
                     "threshold": self.threshold,
-                    "threshold_credits": self._threshold_credits(total),
+                    **self._rule.payload(total),
                     "condition": self.condition,
                     "tamtam_conn_id": self.tamtam_conn_id,
                     "lines": [dict(line) for line in lines],
                 }
             )
         if not holds and not armed:
-            await self._save_armed(True)
             self.log.info(
-                "Tamtam credits %s: %d of %d remaining is no longer %s %s; armed again",
+                "Tamtam credits %s: %s; armed again",
                 self.credit_type,
-                remaining,
-                total,
-                self.condition.replace("_", " "),
-                self.threshold,
+                self._describe(remaining, total, "no longer "),
             )
+        if holds == armed or history_changed or self._state.pending:
+            # saves a change, or what the state store refused at an earlier poll
+            await self._state.update(not holds, history_changed=history_changed)
         return None
+
+    def _describe(self, remaining: int, total: int, negation: str = "") -> str:
+        """``10 of 100 remaining is below 5%`` or ``... remaining runs out in 2h at 5/h: within 3d``."""
+        condition = f"{negation}{self.condition.replace('_', ' ')} {self.threshold}"
+        forecast = str(self._rule)
+        if forecast:
+            return f"{remaining} of {total} remaining {forecast}: {condition}"
+        return f"{remaining} of {total} remaining is {condition}"
 
     def _count_failure(self, error: dict[str, Any]) -> None:
         where = (
@@ -257,10 +263,10 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
         )
         message = str(error.get("message", "unknown error"))
         if not error.get("retryable", False):
-            raise _rebuild_error(error, f"{where} stopped on an error that retrying cannot fix: {message}")
+            raise rebuild_error(error, f"{where} stopped on an error that retrying cannot fix: {message}")
         self._failures += 1
         if self._failures >= self.max_consecutive_failures:
-            raise _rebuild_error(
+            raise rebuild_error(
                 error, f"{where} failed {self._failures} consecutive polls; last error: {message}"
             )
         self.log.warning(
@@ -272,125 +278,20 @@ class TamtamCreditsEventTrigger(BaseEventTrigger):
             message,
         )
 
-    def _threshold_credits(self, total: int) -> float | int:
-        if self._share is None:
-            return self._count
-        return float(self._share * total)
-
-    async def _load_armed(self) -> bool:
-        """Whether the next true condition fires; read once from the asset state store, if there is one."""
-        if self._armed is not None:
-            return self._armed
-        self._armed = True
+    async def _start_state(self) -> None:
+        """Read the saved state once, from the asset state store the triggerer provides (3.3+), if any."""
         store = cast("AsyncStateStore | None", getattr(self, "asset_state_store", None))
-        if store is None:
-            return self._armed
-        try:
-            saved = await store.aget(self.state_key, None)
-        except Exception as exc:
-            # e.g. one trigger watching several assets: the accessor then needs an asset to be named
-            self.log.warning(
-                "Tamtam credits watcher for %r: the asset state store is unusable (%s: %s); keeping the "
-                "armed state in memory, so a triggerer restart may fire once more for the same crossing",
-                self.credit_type,
-                type(exc).__name__,
-                exc,
-            )
-            return self._armed
-        self._store = store
-        if isinstance(saved, dict) and isinstance(saved.get("armed"), bool):
-            self._armed = bool(saved["armed"])
-        return self._armed
-
-    async def _save_armed(self, armed: bool) -> None:
-        self._armed = armed
-        if self._store is None:
-            return
-        try:
-            await self._store.aset(self.state_key, {"armed": armed})
-        except Exception as exc:
-            self.log.warning(
-                "Tamtam credits watcher for %r: could not save its armed state (%s: %s)",
-                self.credit_type,
-                type(exc).__name__,
-                exc,
-            )
+        await self._state.start(store)
 
 
-def _parse_threshold(threshold: object) -> tuple[int, Fraction | None]:
-    """Split a threshold into a credit count or a share of the total (as an exact fraction)."""
-    if isinstance(threshold, int) and not isinstance(threshold, bool):
-        if threshold < 0:
-            raise TamtamConfigError(f"threshold must be >= 0, got {threshold!r}")
-        return threshold, None
-    if isinstance(threshold, str):
-        match = _PERCENT.match(threshold)
-        if match:
-            percent = Fraction(match.group(1))
-            if percent > 100:
-                raise TamtamConfigError(
-                    f"threshold percentage must be between 0% and 100%, got {threshold!r}"
-                )
-            return 0, percent / 100
-    raise TamtamConfigError(
-        "threshold must be a whole number of credits >= 0 or a percentage of the total such as '5%', "
-        f"got {threshold!r}"
-    )
+class _Suffix:
+    """``"; <what the rule says>"`` or nothing, rendered only when a log line is actually formatted."""
 
+    __slots__ = ("rule",)
 
-def _rebuild_error(error: dict[str, Any], message: str) -> TamtamError:
-    """The exception to fail the trigger with: the poll error's class where it matters, a new message."""
-    kind = error.get("kind")
-    if kind == "TamtamAuthError":
-        return TamtamAuthError(message, status=int(error.get("status") or 401))
-    if kind == "TamtamConfigError":
-        return TamtamConfigError(message)
-    return TamtamError(message)
+    def __init__(self, rule: object) -> None:
+        self.rule = rule
 
-
-def credit_snapshot(lines: list[CreditLine]) -> dict[str, Any]:
-    """The raw stream item for a successful poll: every credit line of the account, as plain dicts."""
-    return {"lines": [line.to_dict() for line in lines], "error": None}
-
-
-def error_snapshot(exc: TamtamError) -> dict[str, Any]:
-    """The raw stream item for a failed poll: the error's message (free of secrets), class and status."""
-    return {
-        "lines": None,
-        "error": {
-            "message": str(exc),
-            "kind": type(exc).__name__,
-            "status": getattr(exc, "status", None),
-            "retryable": exc.retryable,
-        },
-    }
-
-
-async def _poll_snapshots(tamtam_conn_id: str, poll_interval: float) -> AsyncIterator[dict[str, Any]]:
-    """Read the credits every ``poll_interval`` seconds, sleeping after every outcome, forever.
-
-    Watchers that received the same answer from the connection's :class:`SharedCreditsPoll` also get
-    the same snapshot object, built once.
-    """
-    poll = SharedCreditsPoll.for_connection(tamtam_conn_id)
-    while True:
-        outcome: list[CreditLine] | TamtamError
-        try:
-            outcome = await poll.get_credits(max_age=poll_interval)
-        except TamtamError as exc:
-            log.debug("Tamtam credits poll on connection %r failed: %s", tamtam_conn_id, exc)
-            outcome = exc
-        last = _LAST_SNAPSHOTS.get(tamtam_conn_id)
-        if last is not None and last[0] is outcome:
-            snapshot = last[1]
-        elif isinstance(outcome, TamtamError):
-            snapshot = error_snapshot(outcome)
-        else:
-            snapshot = credit_snapshot(outcome)
-        _LAST_SNAPSHOTS[tamtam_conn_id] = (outcome, snapshot)
-        yield snapshot
-        await asyncio.sleep(poll_interval)
-
-
-#: The latest poll outcome per connection and the snapshot built from it (outcomes are compared by identity).
-_LAST_SNAPSHOTS: dict[str, tuple[object, dict[str, Any]]] = {}
+    def __str__(self) -> str:
+        words = str(self.rule)
+        return f"; {words}" if words else ""
