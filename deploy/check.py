@@ -10,7 +10,9 @@ load and the connection tests over REST, then runs the scenarios in ``SCENARIOS`
    crash, and every run succeeds once credits rise;
 2. ``deploy/watch_scenario.py``: 20 asset watchers share one poll and each fires exactly once, also across
    a triggerer restart;
-3. ``deploy/browser_form.py``: the Tamtam connection form works in a real browser (``--no-browser`` skips).
+3. ``deploy/reservation_scenario.py``: 20 gated runs reserve and spend 500 credits each across two
+   triggerers, one SIGKILLed while runs are admitted and unspent; the measured overdraw is reported;
+4. ``deploy/browser_form.py``: the Tamtam connection form works in a real browser (``--no-browser`` skips).
 
 Run it as ``make deploy-check``, or ``.venv/bin/python -m deploy.check`` from the repository root
 (``--help`` lists the options). It prints a summary table (``deploy/report.py``), exits non-zero when a
@@ -38,10 +40,11 @@ from deploy.deployment import API_KEY, Deployment, Live
 from deploy.gate_scenario import GateScenario
 from deploy.processes import wait_for
 from deploy.report import CheckFailed, Report, display_path, say
+from deploy.reservation_scenario import ReservationScenario
 from deploy.scenario import Scenario
 from deploy.watch_scenario import WatchScenario
 
-SCENARIOS: list[type[Scenario]] = [GateScenario, WatchScenario, ConnectionFormCheck]
+SCENARIOS: list[type[Scenario]] = [GateScenario, WatchScenario, ReservationScenario, ConnectionFormCheck]
 """Every scenario, in the order they run; each decides from the options whether it is enabled."""
 
 
