@@ -97,6 +97,9 @@ class ReservationScenario(Scenario):
             self.procs.ensure_running,
         )
         admitted = self.task_states("reserve").count("success")
+        path = f"/dags/{DAG_ID}/dagRuns/~/taskInstances?task_id=reserve&limit=100"
+        waiting = [ti for ti in self.api.call("GET", path)["task_instances"] if ti["state"] == "deferred"]
+        jobs = sorted({(ti.get("trigger") or {}).get("triggerer_id") or 0 for ti in waiting} - {0})
         self.procs.kill("triggerer-2")
         say(f"SIGKILLed the second triggerer with {admitted} runs admitted and unspent; starting it again")
         self.procs.start("triggerer-2", [AIRFLOW, "triggerer"])
@@ -121,7 +124,8 @@ class ReservationScenario(Scenario):
             not refused and lowest is not None and lowest >= 0,
             f"{len(spends)} spends of {NEEDED}, {len(refused)} refused (measured overdraw "
             f"{len(refused) * NEEDED} credits); lowest balance after a spend {lowest}; the second triggerer "
-            f"was SIGKILLed with {admitted} runs admitted and unspent",
+            f"was SIGKILLed with {admitted} runs admitted and unspent, while the waiting gates' triggers ran "
+            f"on triggerer job(s) {jobs}",
         )
         self.report.add(
             "Reservations: every gated run succeeds after top-ups",

@@ -175,3 +175,22 @@ async def test_two_triggerers_sharing_a_store_see_each_others_reservations_at_th
     # (An answer applied by the second triggerer before that read would have admitted b as well: the
     # overdraw the README bounds to about one poll interval, which routing the gates to one triggerer
     # removes.)
+
+
+def test_a_gate_admitted_by_a_killed_triggerer_stays_admitted_once_its_reservation_is_spent() -> None:
+    killed = Ledger()
+    killed.join(gate("moved"), now=0.0)
+    killed.observe(summary(used=0, total=1000), now=0.0)  # admitted, written; then the triggerer dies
+    taker = Ledger()  # the triggerer the trigger moves to already had the desk, and queues the gate
+    taker.join(gate("moved"), now=1.0)
+    taker.join(gate("other", since=1.0), now=1.0)
+    taker.merge_state(killed.to_state())
+    taker.observe(summary(used=600, total=1100), now=2.0)  # spending covers its stretch
+    assert "moved" not in taker.reservations
+    assert taker.standing("moved").admitted  # it still reports success, rather than waiting forever
+    assert taker.standing("other").admitted
+    restarted = Ledger()  # or a restarted triggerer that loads the store before the gate joins
+    restarted.merge_state(killed.to_state())
+    restarted.join(gate("moved"), now=3.0)
+    assert "moved" not in restarted.waiting
+    assert restarted.admitted == {"moved"}

@@ -80,7 +80,8 @@ class ReservationDesk:
             self._changed()
 
     def leave(self, gate_id: str) -> None:
-        self.ledger.leave(gate_id)
+        """The gate's trigger ended; an admitted run keeps its reservation."""
+        self.ledger.done(gate_id)
 
     def check(self, gate_id: str, lines: list[CreditLine], newest: list[CreditLine] | None) -> Standing:
         """Apply the newest answer (once per answer) and return the gate's standing.

@@ -123,6 +123,7 @@ class Ledger:
     def __init__(self) -> None:
         self.reservations: dict[str, Reservation] = {}
         self.waiting: dict[str, Gate] = {}
+        self.admitted: set[str] = set()  # gates admitted here or by an earlier or other triggerer
         self.last_used: int | None = None
         self.period_started_at = 0.0
         self._line: list[tuple[float, str]] = []  # the waiting gates' orders, sorted
@@ -145,7 +146,10 @@ class Ledger:
         A gate joining at the back of the line is admitted at once, on the latest summary, when nobody
         waits before it and it fits. Returns whether it was.
         """
-        if gate.gate_id in self.reservations or gate.gate_id in self.waiting:
+        if gate.gate_id in self.reservations:  # admitted by an earlier incarnation, as the store says
+            self.admitted.add(gate.gate_id)
+            return False
+        if gate.gate_id in self.admitted or gate.gate_id in self.waiting:
             return False
         self.waiting[gate.gate_id] = gate
         order = gate.order()
@@ -159,8 +163,13 @@ class Ledger:
         self._place(gate, now)
         return gate.gate_id in self.reservations
 
+    def done(self, gate_id: str) -> None:
+        """A gate's trigger ended (admitted, timed out, cancelled): forget it; its reservation stays."""
+        self.leave(gate_id)
+        self.admitted.discard(gate_id)
+
     def leave(self, gate_id: str) -> None:
-        """A gate stops waiting (timed out, cancelled): it no longer holds its place in line."""
+        """A gate stops waiting (admitted, or gone): it no longer holds its place in line."""
         gate = self.waiting.pop(gate_id, None)
         if gate is None:
             return
@@ -205,7 +214,7 @@ class Ledger:
         if reservation is not None:
             needed = reservation.credits
         return Standing(
-            admitted=reservation is not None,
+            admitted=gate_id in self.admitted,
             remaining=summary.remaining,
             reserved=self._reserved,
             holders=len(self.reservations),
@@ -298,6 +307,7 @@ class Ledger:
         self._end = start + gate.credits_needed
         self._available -= gate.credits_needed
         self._reserved += gate.credits_needed
+        self.admitted.add(gate.gate_id)
         self.leave(gate.gate_id)
 
     # -- persistence ------------------------------------------------------------------------------
@@ -325,6 +335,8 @@ class Ledger:
             reservation = Reservation(**raw)
             if reservation.gate_id not in self.reservations:
                 self.reservations[reservation.gate_id] = reservation
+                if reservation.gate_id in self.waiting:  # admitted elsewhere: a killed triggerer's gate
+                    self.admitted.add(reservation.gate_id)
                 self.leave(reservation.gate_id)
                 self.stale = True
         if self._summary is not None:
