@@ -7,6 +7,7 @@ anything does.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import json
@@ -103,6 +104,19 @@ def request_log(base_url: str, reset: bool = False) -> tuple[int, list[float]]:
     return int(body["count"]), sorted(times)
 
 
+def control(base_url: str, method: str, route: str, payload: object) -> object:
+    """Call the fake server's control API (``/_fake/<route>``) with a JSON body; returns the JSON answer."""
+    origin = base_url.rsplit("/", 1)[0]
+    request = urllib.request.Request(  # noqa: S310 (loopback)
+        f"{origin}/_fake/{route}",
+        data=json.dumps(payload).encode(),
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback only)
+        return json.load(response)
+
+
 def define_connection(conn_id: str, **fields: object) -> None:
     """Define an Airflow connection as the environment variable ``AIRFLOW_CONN_<ID>``, in JSON form."""
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
@@ -111,3 +125,16 @@ def define_connection(conn_id: str, **fields: object) -> None:
 def define_tamtam_connection(conn_id: str, base_url: str) -> None:
     """A Tamtam connection to ``base_url`` (a fake server's) with the bench's API key."""
     define_connection(conn_id, conn_type="tamtam", host=base_url, password=API_KEY)
+
+
+async def loop_lag_ticker(lags: list[tuple[float, float]], stop: asyncio.Event, tick: float = 0.005) -> None:
+    """Sleep ``tick`` in a loop and record when (``loop.time()``), and how late, every wake-up was."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        expected = loop.time() + tick
+        await asyncio.sleep(tick)
+        lags.append((expected, loop.time() - expected))
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"

@@ -53,7 +53,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from _support import define_tamtam_connection, fake_server_process, request_log, use_throwaway_airflow_home
+from _support import (
+    define_tamtam_connection,
+    fake_server_process,
+    loop_lag_ticker,
+    request_log,
+    use_throwaway_airflow_home,
+    verdict,
+)
 
 use_throwaway_airflow_home()  # before anything imports Airflow; it also quiets the triggers' per-poll INFO
 
@@ -90,15 +97,6 @@ class CaseResult:
     @property
     def calls_per_interval(self) -> float:
         return self.calls / (self.window / POLL_INTERVAL)
-
-
-async def _ticker(lags: list[tuple[float, float]], stop: asyncio.Event) -> None:
-    """Sleep TICK in a loop and record when, and how late, every wake-up was (``time.monotonic``)."""
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        expected = loop.time() + TICK
-        await asyncio.sleep(TICK)
-        lags.append((expected, loop.time() - expected))
 
 
 async def _shared_waiter(offset: float, result: CaseResult) -> None:
@@ -153,7 +151,7 @@ async def _run_case(
     offsets = [rng.uniform(0.0, POLL_INTERVAL) for _ in range(n)]
     lags: list[tuple[float, float]] = []
     stop = asyncio.Event()
-    ticker = asyncio.create_task(_ticker(lags, stop))
+    ticker = asyncio.create_task(loop_lag_ticker(lags, stop, TICK))
     await asyncio.sleep(0.05)  # let the ticker settle before the first arrival
     cap = POLL_INTERVAL + INTERVALS * POLL_INTERVAL + END_SLACK + LATENCY + GRACE
     start = time.monotonic()
@@ -211,10 +209,6 @@ async def _warm_up() -> None:
     )
     async for _ in trigger.run():
         pass
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def main() -> int:

@@ -10,8 +10,10 @@ load and the connection tests over REST, then runs the scenarios in ``SCENARIOS`
    crash, and every run succeeds once credits rise;
 2. ``deploy/watch_scenario.py``: 20 asset watchers share one poll and each fires exactly once, also across
    a triggerer restart;
-3. ``deploy/browser_form.py``: the Tamtam connection form works in a real browser (``--no-browser`` skips);
-4. ``deploy/credits_page_scenario.py``: the Tamtam credits page, signed in, from the UI's navigation, with
+3. ``deploy/reservation_scenario.py``: 20 gated runs reserve and spend 500 credits each across two
+   triggerers, one SIGKILLed while runs are admitted and unspent; the measured overdraw is reported;
+4. ``deploy/browser_form.py``: the Tamtam connection form works in a real browser (``--no-browser`` skips);
+5. ``deploy/credits_page_scenario.py``: the Tamtam credits page, signed in, from the UI's navigation, with
    the fake API's numbers, refused without a session and to a viewer (``--no-browser`` skips).
 
 Run it as ``make deploy-check``, or ``.venv/bin/python -m deploy.check`` from the repository root
@@ -41,10 +43,17 @@ from deploy.deployment import API_KEY, Deployment, Live
 from deploy.gate_scenario import GateScenario
 from deploy.processes import wait_for
 from deploy.report import CheckFailed, Report, display_path, say
+from deploy.reservation_scenario import ReservationScenario
 from deploy.scenario import Scenario
 from deploy.watch_scenario import WatchScenario
 
-SCENARIOS: list[type[Scenario]] = [GateScenario, WatchScenario, ConnectionFormCheck, CreditsPageCheck]
+SCENARIOS: list[type[Scenario]] = [
+    GateScenario,
+    WatchScenario,
+    ReservationScenario,
+    ConnectionFormCheck,
+    CreditsPageCheck,
+]
 """Every scenario, in the order they run; each decides from the options whether it is enabled."""
 
 

@@ -111,7 +111,9 @@ class GateScenario(Scenario):
         start = time.time()
 
         def trigger(index: int) -> None:
-            body = {"dag_run_id": f"deploy_check_{index:02d}", "logical_date": None}
+            # the example gate reserves by default; this scenario measures the plain floor
+            conf = {"credits_needed": None, "min_credits": MIN_CREDITS}
+            body = {"dag_run_id": f"deploy_check_{index:02d}", "logical_date": None, "conf": conf}
             self.api.call("POST", f"/dags/{DAG_ID}/dagRuns", body)
 
         with ThreadPoolExecutor(max_workers=self.runs) as pool:

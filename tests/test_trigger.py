@@ -22,7 +22,16 @@ ENOUGH = [credit_line("Exports", used=0, total=10)]
 
 def test_serialize_round_trip() -> None:
     trigger = TamtamCreditsTrigger(
-        "Exports", 5, "tamtam_x", poll_interval=2.5, end_time=1_900_000_000.0, not_before=1_899_999_000.5
+        "Exports",
+        5,
+        "tamtam_x",
+        poll_interval=2.5,
+        end_time=1_900_000_000.0,
+        not_before=1_899_999_000.5,
+        credits_needed=3,
+        reservation_timeout=60.0,
+        gate_id="gate-1",
+        waiting_since=1_800_000_000.0,
     )
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_tamtam.triggers.tamtam.TamtamCreditsTrigger"
@@ -36,6 +45,10 @@ def test_serialize_round_trip() -> None:
         "poll_interval": 2.5,
         "end_time": 1_900_000_000.0,
         "not_before": 1_899_999_000.5,
+        "credits_needed": 3,
+        "reservation_timeout": 60.0,
+        "gate_id": "gate-1",
+        "waiting_since": 1_800_000_000.0,
     }
 
 
@@ -47,7 +60,7 @@ async def test_success_event_carries_the_matching_lines(
     event = await first_event(
         TamtamCreditsTrigger("Exports", 5, poll_interval=0.05, end_time=time.time() + 30)
     )
-    assert event == {"status": "success", "remaining": 10, "lines": ENOUGH}
+    assert event == {"status": "success", "remaining": 10, "lines": ENOUGH, "reserved": 0}
     assert fake_server.request_count == 3
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -25,6 +26,34 @@ from airflow_provider_tamtam.hooks.tamtam import TamtamHook
 from airflow_provider_tamtam.models import CreditSummary
 from airflow_provider_tamtam.triggers.tamtam import TamtamCreditsTrigger
 
+DEFAULT_RESERVATION_TIMEOUT = 3600.0
+
+
+def _whole_number(value: Any) -> int | None:
+    """An int from an int or a rendered template string; None for anything else (bools, floats, junk)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _positive_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
 
 class TamtamCreditsSensor(BaseSensorOperator):
     """Wait until the remaining credits of ``credit_type``, summed over all its lines, reach ``min_credits``.
@@ -34,20 +63,38 @@ class TamtamCreditsSensor(BaseSensorOperator):
     fails the task at once, without task retries, in every mode; transient errors are retried inside the
     hook first, never past ``timeout``. The XCom return value is the matching credit lines as dicts.
 
+    With ``credits_needed`` the gate also reserves what the run will spend, so that many runs waiting at
+    once are admitted only as far as the balance covers them all (``airflow_provider_tamtam.reservations``).
+    Reservations live in the triggerer, so this needs ``deferrable=True``; the worker then makes no API call
+    at all: it checks the connection locally and defers at once.
+
     :param credit_type: the credit type to check, e.g. ``MaxKeyAccountsUnlocked`` (templated).
-    :param min_credits: remaining credits needed (templated).
+    :param min_credits: remaining credits needed: a floor, kept on top of ``credits_needed`` (templated).
+    :param credits_needed: credits the run will spend (int >= 1, templated). The gate opens when
+        ``remaining - reserved >= min_credits + credits_needed``, first come first served among the gates
+        of the same connection and credit type, and reserves them until the spending shows.
+    :param reservation_timeout: how long an admitted run's reservation is held if its spending never shows:
+        seconds or a timedelta (templated).
     :param tamtam_conn_id: the Tamtam connection (templated).
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    template_fields: Sequence[str] = ("credit_type", "min_credits", "tamtam_conn_id")
+    template_fields: Sequence[str] = (
+        "credit_type",
+        "min_credits",
+        "credits_needed",
+        "reservation_timeout",
+        "tamtam_conn_id",
+    )
     ui_color = "#f4e2c6"
 
     def __init__(
         self,
         *,
         credit_type: str,
-        min_credits: int,
+        min_credits: int = 0,
+        credits_needed: int | None = None,
+        reservation_timeout: float | timedelta = DEFAULT_RESERVATION_TIMEOUT,
         tamtam_conn_id: str = TamtamHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -55,12 +102,20 @@ class TamtamCreditsSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.credit_type = credit_type
         self.min_credits = min_credits
+        self.credits_needed = credits_needed
+        self.reservation_timeout = reservation_timeout
         self.tamtam_conn_id = tamtam_conn_id
         self.deferrable = deferrable
         self._first_poke: float | None = None
 
     def execute(self, context: Context) -> Any:
         self._check_arguments()
+        if self.credits_needed is not None:
+            # Reservations are made in the triggerer: check the connection here without a request, then defer
+            # at once, so that any number of runs starting together cost one API call, not one each.
+            with no_task_retry_for_permanent_errors():
+                TamtamHook(self.tamtam_conn_id).get_conn()
+            self._defer(time.time(), not_before=None)
         if not self.deferrable:
             return super().execute(context)
         # One synchronous check first: it fails fast on a bad connection and skips deferring when already met.
@@ -73,14 +128,19 @@ class TamtamCreditsSensor(BaseSensorOperator):
         else:
             if result.is_done:
                 return result.xcom_value
+        self._defer(checked_at, not_before=checked_at)
+
+    def _defer(self, started_at: float, *, not_before: float | None) -> None:
         self.defer(
             trigger=TamtamCreditsTrigger(
                 credit_type=self.credit_type,
                 min_credits=self.min_credits,
                 tamtam_conn_id=self.tamtam_conn_id,
                 poll_interval=self.poke_interval,
-                end_time=checked_at + self.timeout,
-                not_before=checked_at,
+                end_time=started_at + self.timeout,
+                not_before=not_before,
+                credits_needed=self.credits_needed,
+                reservation_timeout=_seconds(self.reservation_timeout),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + self.poke_interval),
@@ -108,10 +168,11 @@ class TamtamCreditsSensor(BaseSensorOperator):
         status = event.get("status")
         if status == "success":
             self.log.info(
-                "Tamtam credits %s: %d remaining, %d needed; done",
+                "Tamtam credits %s: %d remaining, %d needed; done%s",
                 self.credit_type,
                 event["remaining"],
-                self.min_credits,
+                self.min_credits + (self.credits_needed or 0),
+                f"; {event['reserved']} reserved for this run" if event.get("reserved") else "",
             )
             return list(event["lines"])
         if status == "timeout":
@@ -139,6 +200,31 @@ class TamtamCreditsSensor(BaseSensorOperator):
         if isinstance(self.min_credits, bool) or min_credits < 0:
             raise TamtamConfigError(f"min_credits must be a whole number >= 0, got {self.min_credits!r}")
         self.min_credits = min_credits
+        self._check_reservation_arguments()
+
+    def _check_reservation_arguments(self) -> None:
+        if self.credits_needed is None:
+            return
+        where = f"TamtamCreditsSensor {self.task_id!r}"
+        if not self.deferrable:
+            raise TamtamConfigError(
+                f"{where}: credits_needed needs deferrable=True; reservations are kept in the triggerer, "
+                "where every waiting gate meets"
+            )
+        needed = _whole_number(self.credits_needed)
+        if needed is None or needed < 1:
+            raise TamtamConfigError(
+                f"{where}: credits_needed must be a whole number >= 1, got {self.credits_needed!r}"
+            )
+        self.credits_needed = needed
+        timeout = self.reservation_timeout
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else _positive_number(timeout)
+        if seconds is None or seconds <= 0:
+            raise TamtamConfigError(
+                f"{where}: reservation_timeout must be a positive number of seconds or a timedelta, "
+                f"got {timeout!r}"
+            )
+        self.reservation_timeout = seconds
 
     def _waited(self, context: Context) -> timedelta:
         """Time since the first check, across reschedules when Airflow knows it."""

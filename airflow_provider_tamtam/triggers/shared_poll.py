@@ -70,6 +70,15 @@ class SharedCreditsPoll:
             polls[tamtam_conn_id] = cls(tamtam_conn_id)
         return polls[tamtam_conn_id]
 
+    @property
+    def latest_lines(self) -> list[CreditLine] | None:
+        """The newest answer received, or None when the newest outcome is an error (or none came yet).
+
+        Requests go one at a time, so answers land in the order they were asked for: this never goes back
+        in time, unlike the answer a caller holds that was handed a recent one during a refresh.
+        """
+        return self._snapshot.lines if self._snapshot is not None else None
+
     async def get_credits(
         self,
         max_age: float,

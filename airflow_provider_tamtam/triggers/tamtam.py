@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_tamtam.exceptions import TamtamError
 from airflow_provider_tamtam.models import CreditSummary
+from airflow_provider_tamtam.reservations import Gate, ReservationDesk
 from airflow_provider_tamtam.triggers.shared_poll import SharedCreditsPoll
 
 #: Seconds a check in flight at ``end_time`` may still take before the trigger reports ``timeout``; a
@@ -29,6 +31,13 @@ class TamtamCreditsTrigger(BaseTrigger):
 
     :param poll_interval: seconds between checks; an answer fetched for another trigger on the same
         connection is reused while it is younger than this.
+    :param credits_needed: the run will spend about this many credits: wait until ``remaining - reserved``
+        reaches ``min_credits + credits_needed``, first come first served, and reserve them on success (see
+        :mod:`airflow_provider_tamtam.reservations`). None: ``min_credits`` is a plain floor.
+    :param reservation_timeout: seconds an admitted run's reservation is held if its spending never shows.
+    :param gate_id: names this wait in the reservation ledger; generated once, then kept through the
+        trigger's serialized form, so that a restarted triggerer recognises a run it already admitted.
+    :param waiting_since: epoch seconds at which the run started waiting: its place in line.
     :param not_before: epoch seconds of the deferring task's own check: answers from requests sent
         before it are never used, so the trigger never acts on credits older than what the task saw, and
         the first look is one ``poll_interval`` after that check (a time ahead of the triggerer's clock
@@ -43,6 +52,10 @@ class TamtamCreditsTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         end_time: float | None = None,
         not_before: float | None = None,
+        credits_needed: int | None = None,
+        reservation_timeout: float = 3600.0,
+        gate_id: str | None = None,
+        waiting_since: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.credit_type = credit_type
@@ -51,6 +64,10 @@ class TamtamCreditsTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.end_time = end_time
         self.not_before = not_before
+        self.credits_needed = credits_needed
+        self.reservation_timeout = reservation_timeout
+        self.gate_id = gate_id or uuid.uuid4().hex
+        self.waiting_since = time.time() if waiting_since is None else waiting_since
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -62,10 +79,35 @@ class TamtamCreditsTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "not_before": self.not_before,
+                "credits_needed": self.credits_needed,
+                "reservation_timeout": self.reservation_timeout,
+                "gate_id": self.gate_id,
+                "waiting_since": self.waiting_since,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        if self.credits_needed is None:
+            async for event in self._wait(None):
+                yield event
+            return
+        desk = ReservationDesk.for_gate(self.tamtam_conn_id, self.credit_type)
+        await desk.join(
+            Gate(
+                self.gate_id,
+                self.credits_needed,
+                self.min_credits,
+                self.waiting_since,
+                self.reservation_timeout,
+            )
+        )
+        try:
+            async for event in self._wait(desk):
+                yield event
+        finally:
+            desk.leave(self.gate_id)  # stops holding a place in line; an admitted run keeps its reservation
+
+    async def _wait(self, desk: ReservationDesk | None) -> AsyncIterator[TriggerEvent]:
         poll = SharedCreditsPoll.for_connection(self.tamtam_conn_id)
         started = time.time()  # errors of requests sent before this trigger started are not its own
         # a worker clock ahead of this one counts as now: later answers stay shareable with other triggers
@@ -90,22 +132,39 @@ class TamtamCreditsTrigger(BaseTrigger):
                 return
             summary = CreditSummary.of(lines, self.credit_type)
             remaining = summary.remaining
-            if summary.remaining >= self.min_credits:
+            standing = desk.check(self.gate_id, lines, poll.latest_lines) if desk is not None else None
+            met = standing.admitted if standing is not None else summary.remaining >= self.min_credits
+            if met:
+                if desk is not None:
+                    await desk.written()  # a restarted triggerer must know this run was admitted
                 yield TriggerEvent(
-                    {"status": "success", "remaining": summary.remaining, "lines": summary.line_dicts()}
+                    {
+                        "status": "success",
+                        "remaining": summary.remaining,
+                        "lines": summary.line_dicts(),
+                        "reserved": self.credits_needed or 0,
+                    }
                 )
                 return
-            self.log.info(
-                "Tamtam credits %s: %d remaining, %d needed%s; next check in %g s",
-                self.credit_type,
-                summary.remaining,
-                self.min_credits,
-                summary.describe_absence(),
-                self.poll_interval,
-            )
+            if standing is not None:
+                self.log.info(
+                    "%s%s; next check in %g s",
+                    standing.describe(self.credit_type),
+                    summary.describe_absence(),
+                    self.poll_interval,
+                )
+            else:
+                self.log.info(
+                    "Tamtam credits %s: %d remaining, %d needed%s; next check in %g s",
+                    self.credit_type,
+                    summary.remaining,
+                    self.min_credits,
+                    summary.describe_absence(),
+                    self.poll_interval,
+                )
             left = self._time_left()
             if left <= 0:
-                yield self._timeout_event(remaining)
+                yield self._timeout_event(remaining, reserved=standing.reserved if standing else None)
                 return
             await asyncio.sleep(min(self.poll_interval, left))
 
@@ -118,9 +177,14 @@ class TamtamCreditsTrigger(BaseTrigger):
             return None
         return max(self._time_left(), 0.0) + LAST_ANSWER_GRACE
 
-    def _timeout_event(self, remaining: int | None, why: str = "") -> TriggerEvent:
+    def _timeout_event(
+        self, remaining: int | None, why: str = "", *, reserved: int | None = None
+    ) -> TriggerEvent:
         seen = "no answer yet" if remaining is None else f"{remaining} remain"
-        message = f"Timed out waiting for {self.min_credits} {self.credit_type} credits; {seen}"
+        if reserved is not None:
+            seen += f", {reserved} reserved by admitted runs"
+        needed = self.min_credits + (self.credits_needed or 0)
+        message = f"Timed out waiting for {needed} {self.credit_type} credits; {seen}"
         return TriggerEvent(
             {
                 "status": "timeout",
