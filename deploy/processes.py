@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -70,8 +70,11 @@ class Processes:
         self._starts: dict[str, int] = {}
         self.log_paths: dict[str, Path] = {}  # the current log of each component, by name
 
-    def start(self, name: str, argv: Sequence[str]) -> int:
-        """Start ``argv`` in a new session, output to ``<log_dir>/<name>[.N].log``; returns its PID."""
+    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+        """Start ``argv`` in a new session, output to ``<log_dir>/<name>[.N].log``; returns its PID.
+
+        ``env`` adds to (or overrides) the deployment's environment for this process only.
+        """
         count = self._starts.get(name, 0)
         self._starts[name] = count + 1
         path = self.log_dir / (f"{name}.log" if count == 0 else f"{name}.{count}.log")
@@ -82,7 +85,7 @@ class Processes:
             list(argv),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.log_dir,
             start_new_session=True,
         )

@@ -20,7 +20,7 @@ from typing import Any
 import requests
 
 from deploy.deployment import AIRFLOW, API_KEY, CREDIT_TYPE
-from deploy.processes import wait_for
+from deploy.processes import free_port, wait_for
 from deploy.report import say
 from deploy.scenario import Scenario
 
@@ -77,7 +77,9 @@ class ReservationScenario(Scenario):
         origin = self.live.fake_url.rsplit("/", 1)[0]
         requests.delete(f"{origin}/_fake/spend", timeout=10).raise_for_status()
         self.set_balance(START["used"], START["total"])
-        self.procs.start("triggerer-2", [AIRFLOW, "triggerer"])
+        # A second triggerer on one machine needs a log server port of its own.
+        second_env = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+        self.procs.start("triggerer-2", [AIRFLOW, "triggerer"], env=second_env)
         say(f"second triggerer started; {runs} runs of {DAG_ID} each reserve {NEEDED} of 5,200 remaining")
         self.api.call("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
 
@@ -102,7 +104,7 @@ class ReservationScenario(Scenario):
         jobs = sorted({(ti.get("trigger") or {}).get("triggerer_id") or 0 for ti in waiting} - {0})
         self.procs.kill("triggerer-2")
         say(f"SIGKILLed the second triggerer with {admitted} runs admitted and unspent; starting it again")
-        self.procs.start("triggerer-2", [AIRFLOW, "triggerer"])
+        self.procs.start("triggerer-2", [AIRFLOW, "triggerer"], env=second_env)
 
         deadline = time.monotonic() + self.args.finish_timeout + 300
         while time.monotonic() < deadline:
