@@ -93,7 +93,7 @@ async def test_page_shows_each_credit_type_with_its_lines_and_reading_time(
     assert card.read_at is not None
     assert card.read_at.endswith("+00:00")
     assert not card.error
-    assert card.sections == ["Burn rate"]
+    assert card.sections == ["Reservations", "Burn rate"]
     assert "not known yet" in card.text, "one reading gives no rate"
 
 

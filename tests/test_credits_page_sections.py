@@ -68,6 +68,6 @@ async def test_a_failed_first_reading_has_no_burn_rate_section() -> None:
     assert await BurnRateSection().section("acct", failed) is None
 
 
-def test_the_page_loads_the_burn_rate_section_by_default() -> None:
+def test_the_page_loads_the_reservations_and_burn_rate_sections_by_default() -> None:
     names = [type(source).__name__ for source in load_optional_sources(OPTIONAL_SOURCES)]
-    assert names == ["BurnRateSection"]
+    assert names == ["ReservationsSection", "BurnRateSection"]

@@ -48,7 +48,10 @@ class SectionSource(Protocol):
 
 #: ``module:attribute`` of section sources whose module may not be installed; the attribute is a
 #: zero-argument callable (a class, say) returning a :class:`SectionSource`.
-OPTIONAL_SOURCES: tuple[str, ...] = ("airflow_provider_tamtam.plugins.burn_rate_section:BurnRateSection",)
+OPTIONAL_SOURCES: tuple[str, ...] = (
+    "airflow_provider_tamtam.plugins.reservations_section:ReservationsSection",
+    "airflow_provider_tamtam.plugins.burn_rate_section:BurnRateSection",
+)
 
 
 def load_optional_sources(paths: tuple[str, ...] = OPTIONAL_SOURCES) -> list[SectionSource]:
