@@ -113,7 +113,7 @@ def main() -> int:
         gate_conf: list[str] = []
         if api_key:
             # A real account's balance is what it is: let the gate open on whatever is there.
-            gate_conf = ["--conf", json.dumps({"min_credits": 0})]
+            gate_conf = ["--conf", json.dumps({"min_credits": 0, "credits_needed": None})]
             base_url = os.environ.get("TAMTAM_API_URL", "").strip()
             say(f"TAMTAM_API_KEY is set: using the Tamtam API at {base_url or 'https://api.tamtam.ai/api'}")
         else:
