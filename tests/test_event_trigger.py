@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import itertools
 import json
 import logging
 import time
@@ -355,10 +356,13 @@ async def test_run_keeps_polling_at_the_interval_through_failures(
     tamtam_conn(extra={"max_retries": 0})
     fake_server.add_faults(*[status_fault(503)] * 100)
     trigger = event_trigger(poll_interval=0.1, max_consecutive_failures=100)
-    started = time.monotonic()
-    await run_until(trigger, lambda: time.monotonic() - started > 0.55)
-    # one request per interval, never a tight loop on errors
-    assert 4 <= fake_server.request_count <= 7
+    await run_until(trigger, lambda: fake_server.request_count >= 5)
+    # it keeps polling through failures, one request per interval, never a tight loop on errors: every gap
+    # between two requests is at least about an interval (a slow machine only makes the gaps longer)
+    arrivals = [request.timestamp for request in fake_server.requests]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert len(arrivals) >= 5
+    assert min(gaps) >= 0.08, gaps
 
 
 async def test_run_survives_one_failure_less_than_the_limit_and_fails_at_the_limit(
